@@ -1,0 +1,163 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExampleConfigsLoad(t *testing.T) {
+	h, err := LoadHCPE("../../configs/hcpe.yaml")
+	if err != nil {
+		t.Fatalf("configs/hcpe.yaml: %v", err)
+	}
+	if len(h.Uplinks) != 2 || h.Uplinks[1].DownBps != 40e6 || !h.Uplinks[0].Auto || len(h.HAG.KeyRaw) != 32 {
+		t.Errorf("hcpe example decoded wrongly: %+v", h.Uplinks)
+	}
+	g, err := LoadHAG("../../configs/hag.yaml")
+	if err != nil {
+		t.Fatalf("configs/hag.yaml: %v", err)
+	}
+	if g.Listen.Port != 5124 || len(g.CPEs) != 1 || g.CPEs[0].Clients[0].String() != "2001:db8:10::/56" {
+		t.Errorf("hag example decoded wrongly: %+v", g)
+	}
+	if string(g.CPEs[0].KeyRaw) != string(h.HAG.KeyRaw) {
+		t.Error("the example keys of hcpe and hag differ")
+	}
+}
+
+const minimalHCPE = `lan:
+  interfaces: [lan]
+uplinks:
+  - name: dsl
+    interface: dsl
+    role: primary
+    down_rate: 20mbit
+    up_rate: 5mbit
+hag:
+  addresses: [198.51.100.100]
+`
+
+func write(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestMinimalHCPEDefaults(t *testing.T) {
+	c, err := LoadHCPE(write(t, "hcpe.yaml", minimalHCPE))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HAG.Port != DefaultPort || c.TUN.MTU != 1500 || c.Uplinks[0].Probe != DefaultProbe() || c.Uplinks[0].Table != 101 {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+}
+
+func TestHCPEProblems(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want []string // each must appear in the error, in order of lines
+	}{
+		{"unknown field", minimalHCPE + "colour: blue\n", []string{"hcpe.yaml:11: colour: unknown field \"colour\""}},
+		{"unknown nested field", strings.Replace(minimalHCPE, "    role: primary\n", "    role: primary\n    weight: 3\n", 1),
+			[]string{"hcpe.yaml:7: uplinks[0].weight: unknown field \"weight\""}},
+		{"wrong type", strings.Replace(minimalHCPE, "interfaces: [lan]", "interfaces: lan", 1),
+			[]string{"hcpe.yaml:2: lan.interfaces: cannot unmarshal `lan` into []string"}},
+		{"invalid role", strings.Replace(minimalHCPE, "role: primary", "role: standby", 1),
+			[]string{`hcpe.yaml:6: uplinks[0].role: "standby" is not one of primary, overflow, backup, bond`}},
+		{"bad rate and address together", strings.Replace(strings.Replace(minimalHCPE, "20mbit", "fast", 1), "198.51.100.100", "198.51.100", 1),
+			[]string{`hcpe.yaml:7: uplinks[0].down_rate: "fast" is not a rate`, `hcpe.yaml:10: hag.addresses[0]: "198.51.100" is not an IP address`}},
+		{"type and value errors in one run", strings.Replace(strings.Replace(minimalHCPE, "role: primary", "role: standby", 1), "hag:\n", "hag:\n  port: many\n", 1),
+			[]string{"uplinks[0].role", "hag.port: cannot unmarshal `many` into int"}},
+		{"missing uplinks", "lan:\n  interfaces: [lan]\nhag:\n  addresses: [198.51.100.100]\n", []string{"hcpe.yaml: uplinks: at least one uplink is required"}},
+		{"syntax", "lan: [\n", []string{"hcpe.yaml:"}},
+		{"interface name too long", strings.Replace(minimalHCPE, "interface: dsl", "interface: averyveryverylongname", 1),
+			[]string{`hcpe.yaml:5: uplinks[0].interface: "averyveryverylongname" is longer than`}},
+		{"short key", minimalHCPE + "  cpe_id: x\n  key: abcd\n", []string{"hcpe.yaml:12: hag.key: is 2 bytes; at least 16 are required"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadHCPE(write(t, "hcpe.yaml", tc.body))
+			if err == nil {
+				t.Fatal("config accepted")
+			}
+			msg := err.Error()
+			for _, w := range tc.want {
+				i := strings.Index(msg, w)
+				if i < 0 {
+					t.Fatalf("error lacks %q:\n%s", w, msg)
+				}
+				msg = msg[i+len(w):]
+			}
+			if tc.name != "syntax" {
+				var ps Problems
+				if !errors.As(err, &ps) {
+					t.Fatalf("error is %T, want Problems", err)
+				}
+			}
+		})
+	}
+}
+
+const minimalHAG = `cpes:
+  - id: c1
+    auth: source
+    wan_prefixes: [198.51.100.0/30]
+    client_prefixes: ["2001:db8:10::/56"]
+`
+
+func TestHAGProblems(t *testing.T) {
+	if _, err := LoadHAG(write(t, "hag.yaml", minimalHAG)); err != nil {
+		t.Fatalf("minimal hag config: %v", err)
+	}
+	tests := []struct {
+		name, body string
+		want       []string
+	}{
+		{"cookie auth needs key", strings.Replace(minimalHAG, "auth: source", "auth: cookie", 1), []string{`hag.yaml:2: cpes[0].key: is required with auth "cookie"`}},
+		{"bad auth", strings.Replace(minimalHAG, "auth: source", "auth: password", 1), []string{`hag.yaml:3: cpes[0].auth: "password" is not one of cookie, source, cookie+source`}},
+		{"host bits", strings.Replace(minimalHAG, "2001:db8:10::/56", "2001:db8:10::1/56", 1), []string{`hag.yaml:5: cpes[0].client_prefixes[0]: "2001:db8:10::1/56" has host bits set`}},
+		{"egress", minimalHAG + "egress:\n  ipv6: nat\n", []string{`hag.yaml:7: egress.ipv6: "nat" is not one of preserve, share`}},
+		{"duplicate id and overlap", minimalHAG + "  - id: c1\n    auth: source\n    wan_prefixes: [198.51.100.0/24]\n",
+			[]string{`cpes[1].id: "c1" is used by another CPE`, "cpes[1].wan_prefixes: 198.51.100.0/24 overlaps"}},
+		{"limits", minimalHAG + "limits:\n  dial_timeout: -1s\n  flows_total: 0\n", []string{"hag.yaml:7: limits.dial_timeout: must be greater than 0", "hag.yaml:8: limits.flows_total"}},
+		{"listen", minimalHAG + "metrics:\n  listen: nowhere\n", []string{`hag.yaml:7: metrics.listen: "nowhere" is not a listen address`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadHAG(write(t, "hag.yaml", tc.body))
+			if err == nil {
+				t.Fatal("config accepted")
+			}
+			msg := err.Error()
+			for _, w := range tc.want {
+				i := strings.Index(msg, w)
+				if i < 0 {
+					t.Fatalf("error lacks %q:\n%s", w, msg)
+				}
+				msg = msg[i+len(w):]
+			}
+		})
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	for in, want := range map[string]Rate{"20mbit": 20e6, "5Mbit/s": 5e6, "800kbit": 800e3, "1.5gbit": 1.5e9, "1000": 1000, "10mbps": 10e6} {
+		got, err := parseRate(in)
+		if err != nil || got != want {
+			t.Errorf("parseRate(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "fast", "-1mbit", "mbit"} {
+		if _, err := parseRate(in); err == nil {
+			t.Errorf("parseRate(%q) accepted", in)
+		}
+	}
+}

@@ -1,0 +1,57 @@
+package config
+
+import "time"
+
+// Every default lives here, so the example configs, the docs and the code
+// cannot disagree about what an omitted field means.
+
+// DefaultPort is hag's listen port: RFC 8803 has no IANA port, and 5124 is
+// the one Wireshark's Convert dissector assumes.
+const DefaultPort = 5124
+
+// DefaultHCPE is hcpe's configuration before the file is applied.
+func DefaultHCPE() *HCPE {
+	return &HCPE{
+		Log: Log{Level: "info", Format: "auto"},
+		TUN: TUN{Name: "hcpe0", MTU: 1500, Table: 100, RulePriority: 1000},
+		HAG: HAGPeer{Port: DefaultPort, ConnectTimeout: 5 * time.Second},
+		Limits: CPELimit{
+			HandshakesInFlight: 512,
+			HandshakesPerHost:  64,
+			Flows:              8192,
+			IdleTimeout:        2 * time.Hour,
+		},
+		Admin: Listen{Listen: "/run/hcpe/admin.sock"},
+	}
+}
+
+// DefaultProbe applies to an uplink whose probe block is omitted: three
+// 200 ms misses mark it down well inside the one second the policy promises.
+func DefaultProbe() Probe {
+	return Probe{Interval: 200 * time.Millisecond, Timeout: 300 * time.Millisecond, DownAfter: 3, UpAfter: 2}
+}
+
+// DefaultHAG is hag's configuration before the file is applied.
+func DefaultHAG() *HAG {
+	return &HAG{
+		Log:         Log{Level: "info", Format: "auto"},
+		Listen:      HAGListen{Addresses: []string{"::"}, Port: DefaultPort},
+		Egress:      Egress{IPv4: "share", IPv6: "preserve"},
+		Transparent: Transparent{Install: true, Mark: 0x4847, Table: 4847, RulePriority: 100},
+		Limits: HAGLimits{
+			FlowsPerCPE:        4096,
+			FlowsTotal:         65536,
+			HandshakesInFlight: 1024,
+			NewFlowsPerSecond:  500,
+			NewFlowsBurst:      1000,
+			ConvertReadTimeout: 5 * time.Second,
+			DialTimeout:        10 * time.Second,
+			IdleTimeout:        2 * time.Hour,
+			CookieMaxSkew:      2 * time.Minute,
+			NotSentLowat:       256 << 10,
+			ResourceBackoff:    time.Second,
+			ShutdownGrace:      5 * time.Second,
+		},
+		Admin: Listen{Listen: "/run/hag/admin.sock"},
+	}
+}

@@ -1,0 +1,215 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// HAG is hag's configuration file.
+type HAG struct {
+	Log         Log         `yaml:"log"`
+	Listen      HAGListen   `yaml:"listen"`
+	CPEs        []CPE       `yaml:"cpes"`
+	Egress      Egress      `yaml:"egress"`
+	Transparent Transparent `yaml:"transparent"`
+	Deny        Deny        `yaml:"deny"`
+	Limits      HAGLimits   `yaml:"limits"`
+	Metrics     Listen      `yaml:"metrics"`
+	Admin       Listen      `yaml:"admin"`
+
+	file string
+}
+
+// HAGListen is where hag accepts MPTCP connections from CPEs.
+type HAGListen struct {
+	Addresses []string `yaml:"addresses"`
+	Port      int      `yaml:"port"`
+
+	Addrs []netip.Addr `yaml:"-"`
+}
+
+// CPE is one customer premises device hag serves.
+type CPE struct {
+	ID             string   `yaml:"id"`
+	Key            string   `yaml:"key"`
+	KeyFile        string   `yaml:"key_file"`
+	Auth           string   `yaml:"auth"`            // cookie, source, cookie+source
+	WANPrefixes    []string `yaml:"wan_prefixes"`    // where its subflows come from
+	ClientPrefixes []string `yaml:"client_prefixes"` // prefixes delegated to its LAN
+
+	KeyRaw  []byte         `yaml:"-"`
+	WAN     []netip.Prefix `yaml:"-"`
+	Clients []netip.Prefix `yaml:"-"`
+}
+
+// Egress chooses the source address of hag's connections to servers, per
+// family: "preserve" uses the client's own address (Client Address TLV, or
+// RFC 8803 address preservation), "share" uses hag's.
+type Egress struct {
+	IPv4    string `yaml:"ipv4"`
+	IPv6    string `yaml:"ipv6"`
+	Source4 string `yaml:"source4"` // shared source address; "" lets routing choose
+	Source6 string `yaml:"source6"`
+
+	Src4 netip.Addr `yaml:"-"`
+	Src6 netip.Addr `yaml:"-"`
+}
+
+// Transparent is the policy routing hag installs so that replies to
+// sockets bound to client addresses are delivered locally.
+type Transparent struct {
+	Install      bool `yaml:"install"` // false: the operator set it up; hag only checks
+	Mark         int  `yaml:"mark"`
+	Table        int  `yaml:"table"`
+	RulePriority int  `yaml:"rule_priority"`
+}
+
+// Deny lists destinations hag refuses to connect to.
+type Deny struct {
+	Destinations []string `yaml:"destinations"`
+
+	Prefixes []netip.Prefix `yaml:"-"`
+}
+
+// HAGLimits bound what CPEs can make hag hold.
+type HAGLimits struct {
+	FlowsPerCPE        int           `yaml:"flows_per_cpe"`
+	FlowsTotal         int           `yaml:"flows_total"`
+	HandshakesInFlight int           `yaml:"handshakes_in_flight"`
+	NewFlowsPerSecond  float64       `yaml:"new_flows_per_second"` // per CPE
+	NewFlowsBurst      int           `yaml:"new_flows_burst"`
+	ConvertReadTimeout time.Duration `yaml:"convert_read_timeout"`
+	DialTimeout        time.Duration `yaml:"dial_timeout"`
+	IdleTimeout        time.Duration `yaml:"idle_timeout"`
+	CookieMaxSkew      time.Duration `yaml:"cookie_max_skew"`
+	NotSentLowat       int           `yaml:"notsent_lowat"` // bytes; bounds what piles up per flow
+	ResourceBackoff    time.Duration `yaml:"resource_backoff"`
+	ShutdownGrace      time.Duration `yaml:"shutdown_grace"`
+}
+
+// File is the path the config was loaded from.
+func (c *HAG) File() string { return c.file }
+
+// LoadHAG reads, defaults and validates a hag config file.
+func LoadHAG(file string) (*HAG, error) {
+	c := DefaultHAG()
+	ps, err := decode(file, c)
+	if err != nil {
+		return nil, err
+	}
+	c.file = file
+	c.validate(ps)
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// CPEByID returns the CPE with id, or nil.
+func (c *HAG) CPEByID(id string) *CPE {
+	for i := range c.CPEs {
+		if c.CPEs[i].ID == id {
+			return &c.CPEs[i]
+		}
+	}
+	return nil
+}
+
+func (c *HAG) validate(ps *problems) {
+	c.Log.validate(ps)
+	if len(c.Listen.Addresses) == 0 {
+		ps.add("listen.addresses", "at least one listen address is required (\"::\" for all)")
+	}
+	for i, a := range c.Listen.Addresses {
+		if ad := ps.addr(fmt.Sprintf("listen.addresses[%d]", i), a); ad.IsValid() {
+			c.Listen.Addrs = append(c.Listen.Addrs, ad)
+		}
+	}
+	if c.Listen.Port < 1 || c.Listen.Port > 65535 {
+		ps.add("listen.port", "%d is not a TCP port", c.Listen.Port)
+	}
+	if len(c.CPEs) == 0 {
+		ps.add("cpes", "at least one CPE is required")
+	}
+	ids := map[string]bool{}
+	for i := range c.CPEs {
+		cp := &c.CPEs[i]
+		p := fmt.Sprintf("cpes[%d]", i)
+		switch {
+		case cp.ID == "":
+			ps.add(p+".id", "is required")
+		case len(cp.ID) > 64:
+			ps.add(p+".id", "is longer than 64 bytes")
+		case ids[cp.ID]:
+			ps.add(p+".id", "%q is used by another CPE", cp.ID)
+		}
+		ids[cp.ID] = true
+		ps.oneOf(p+".auth", cp.Auth, "cookie", "source", "cookie+source")
+		cp.KeyRaw = loadKey(ps, p, cp.Key, cp.KeyFile)
+		if cp.Auth != "source" && len(cp.KeyRaw) == 0 {
+			ps.add(p+".key", "is required with auth %q", cp.Auth)
+		}
+		cp.WAN = ps.prefixes(p+".wan_prefixes", cp.WANPrefixes)
+		if cp.Auth != "cookie" && len(cp.WAN) == 0 {
+			ps.add(p+".wan_prefixes", "at least one prefix is required with auth %q", cp.Auth)
+		}
+		cp.Clients = ps.prefixes(p+".client_prefixes", cp.ClientPrefixes)
+	}
+	// Source-only authorisation identifies a CPE by where it connects from,
+	// so two such CPEs must not share WAN space.
+	for i := range c.CPEs {
+		for j := i + 1; j < len(c.CPEs); j++ {
+			for _, a := range c.CPEs[i].WAN {
+				for _, b := range c.CPEs[j].WAN {
+					if a.Overlaps(b) && (c.CPEs[i].Auth == "source" || c.CPEs[j].Auth == "source") {
+						ps.add(fmt.Sprintf("cpes[%d].wan_prefixes", j), "%s overlaps %s of %s", b, a, c.CPEs[i].ID)
+					}
+				}
+			}
+		}
+	}
+
+	ps.oneOf("egress.ipv4", c.Egress.IPv4, "preserve", "share")
+	ps.oneOf("egress.ipv6", c.Egress.IPv6, "preserve", "share")
+	if c.Egress.Source4 != "" {
+		c.Egress.Src4 = ps.addr("egress.source4", c.Egress.Source4)
+		if c.Egress.Src4.IsValid() && !c.Egress.Src4.Is4() {
+			ps.add("egress.source4", "%s is not an IPv4 address", c.Egress.Src4)
+		}
+	}
+	if c.Egress.Source6 != "" {
+		c.Egress.Src6 = ps.addr("egress.source6", c.Egress.Source6)
+		if c.Egress.Src6.IsValid() && !c.Egress.Src6.Is6() {
+			ps.add("egress.source6", "%s is not an IPv6 address", c.Egress.Src6)
+		}
+	}
+	ps.positive("transparent.mark", int64(c.Transparent.Mark))
+	checkTable(ps, "transparent.table", c.Transparent.Table)
+	if c.Transparent.RulePriority < 1 || c.Transparent.RulePriority > 32000 {
+		ps.add("transparent.rule_priority", "%d is out of range 1..32000", c.Transparent.RulePriority)
+	}
+	c.Deny.Prefixes = ps.prefixes("deny.destinations", c.Deny.Destinations)
+
+	l := &c.Limits
+	ps.positive("limits.flows_per_cpe", int64(l.FlowsPerCPE))
+	ps.positive("limits.flows_total", int64(l.FlowsTotal))
+	ps.positive("limits.handshakes_in_flight", int64(l.HandshakesInFlight))
+	if l.NewFlowsPerSecond <= 0 {
+		ps.add("limits.new_flows_per_second", "must be greater than 0")
+	}
+	ps.positive("limits.new_flows_burst", int64(l.NewFlowsBurst))
+	ps.positive("limits.convert_read_timeout", int64(l.ConvertReadTimeout))
+	ps.positive("limits.dial_timeout", int64(l.DialTimeout))
+	if l.IdleTimeout < 0 {
+		ps.add("limits.idle_timeout", "must not be negative (0 disables it)")
+	}
+	ps.positive("limits.cookie_max_skew", int64(l.CookieMaxSkew))
+	if l.NotSentLowat < 0 {
+		ps.add("limits.notsent_lowat", "must not be negative (0 leaves the kernel default)")
+	}
+	ps.positive("limits.resource_backoff", int64(l.ResourceBackoff))
+	ps.positive("limits.shutdown_grace", int64(l.ShutdownGrace))
+	ps.listen("metrics.listen", c.Metrics.Listen)
+	ps.listen("admin.listen", c.Admin.Listen)
+}

@@ -1,0 +1,330 @@
+package config
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+)
+
+// HCPE is hcpe's configuration file.
+type HCPE struct {
+	Log     Log      `yaml:"log"`
+	LAN     LAN      `yaml:"lan"`
+	TUN     TUN      `yaml:"tun"`
+	Uplinks []Uplink `yaml:"uplinks"`
+	HAG     HAGPeer  `yaml:"hag"`
+	Bypass  Bypass   `yaml:"bypass"`
+	Limits  CPELimit `yaml:"limits"`
+	Metrics Listen   `yaml:"metrics"`
+	Admin   Listen   `yaml:"admin"`
+
+	file string
+}
+
+// Log selects the level and encoding of the daemon's log.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // auto (text on a terminal, JSON otherwise), text, json
+}
+
+// LAN names the interfaces whose TCP hcpe intercepts.
+type LAN struct {
+	Interfaces []string `yaml:"interfaces"`
+}
+
+// TUN is the device intercepted flows enter, and the routing that steers
+// them into it.
+type TUN struct {
+	Name         string `yaml:"name"`
+	MTU          int    `yaml:"mtu"`
+	Table        int    `yaml:"table"`         // routing table whose default route is the TUN
+	RulePriority int    `yaml:"rule_priority"` // first of the priorities hcpe's ip rules use
+}
+
+// Uplink is one access link (DSL, LTE, ...).
+type Uplink struct {
+	Name      string   `yaml:"name"`
+	Interface string   `yaml:"interface"`
+	Addresses []string `yaml:"addresses"` // ["auto"] (default) or explicit addresses
+	Gateways  []string `yaml:"gateways"`  // next hops, one per family; none on point-to-point links
+	Role      string   `yaml:"role"`      // primary, overflow, backup, bond
+	DownRate  string   `yaml:"down_rate"` // nominal, e.g. 20mbit
+	UpRate    string   `yaml:"up_rate"`
+	Table     int      `yaml:"table"` // source-routing table for subflows leaving on this uplink
+	Probe     Probe    `yaml:"probe"`
+
+	// Resolved by Validate.
+	Auto    bool         `yaml:"-"`
+	Addrs   []netip.Addr `yaml:"-"`
+	GWs     []netip.Addr `yaml:"-"`
+	DownBps Rate         `yaml:"-"`
+	UpBps   Rate         `yaml:"-"`
+}
+
+// Probe configures an uplink's health probes towards hag.
+type Probe struct {
+	Interval  time.Duration `yaml:"interval"`
+	Timeout   time.Duration `yaml:"timeout"`
+	DownAfter int           `yaml:"down_after"` // consecutive misses before the uplink is down
+	UpAfter   int           `yaml:"up_after"`   // consecutive answers before it is up again
+}
+
+// HAGPeer is the gateway hcpe converts flows to.
+type HAGPeer struct {
+	Addresses      []string      `yaml:"addresses"`
+	Port           int           `yaml:"port"`
+	CPEID          string        `yaml:"cpe_id"`
+	Key            string        `yaml:"key"`      // hex; or key_file
+	KeyFile        string        `yaml:"key_file"` // file holding the hex key
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+
+	Addrs  []netip.Addr `yaml:"-"`
+	KeyRaw []byte       `yaml:"-"`
+}
+
+// Bypass lists traffic that is routed natively instead of converted.
+type Bypass struct {
+	Destinations []string `yaml:"destinations"`
+	Ports        []string `yaml:"ports"`
+	Sources      []string `yaml:"sources"`
+	Uplink       string   `yaml:"uplink"` // uplink bypassed traffic leaves on; default the first
+
+	Dsts       []netip.Prefix `yaml:"-"`
+	PortRanges []PortRange    `yaml:"-"`
+	Srcs       []netip.Prefix `yaml:"-"`
+}
+
+// CPELimit bounds what LAN hosts can make hcpe hold.
+type CPELimit struct {
+	HandshakesInFlight int           `yaml:"handshakes_in_flight"`
+	HandshakesPerHost  int           `yaml:"handshakes_per_host"`
+	Flows              int           `yaml:"flows"`
+	IdleTimeout        time.Duration `yaml:"idle_timeout"`
+}
+
+// Listen is an optional listen address ("" disables it).
+type Listen struct {
+	Listen string `yaml:"listen"`
+}
+
+// File is the path the config was loaded from.
+func (c *HCPE) File() string { return c.file }
+
+// LoadHCPE reads, defaults and validates an hcpe config file.
+func LoadHCPE(file string) (*HCPE, error) {
+	c := DefaultHCPE()
+	ps, err := decode(file, c)
+	if err != nil {
+		return nil, err
+	}
+	c.file = file
+	c.validate(ps)
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var roles = []string{"primary", "overflow", "backup", "bond"}
+
+func (c *HCPE) validate(ps *problems) {
+	c.Log.validate(ps)
+	if len(c.LAN.Interfaces) == 0 {
+		ps.add("lan.interfaces", "at least one LAN interface is required")
+	}
+	for i, n := range c.LAN.Interfaces {
+		checkIfName(ps, fmt.Sprintf("lan.interfaces[%d]", i), n)
+	}
+	checkIfName(ps, "tun.name", c.TUN.Name)
+	if c.TUN.MTU < 1280 || c.TUN.MTU > 65535 {
+		ps.add("tun.mtu", "%d is out of range 1280..65535 (IPv6 needs at least 1280)", c.TUN.MTU)
+	}
+	checkTable(ps, "tun.table", c.TUN.Table)
+	if c.TUN.RulePriority < 1 || c.TUN.RulePriority > 32000 {
+		ps.add("tun.rule_priority", "%d is out of range 1..32000 (32766 is the main table's rule)", c.TUN.RulePriority)
+	}
+
+	if len(c.Uplinks) == 0 {
+		ps.add("uplinks", "at least one uplink is required")
+	}
+	names := map[string]bool{}
+	tables := map[int]string{c.TUN.Table: "tun.table"}
+	for i := range c.Uplinks {
+		u := &c.Uplinks[i]
+		p := fmt.Sprintf("uplinks[%d]", i)
+		if u.Name == "" {
+			ps.add(p+".name", "is required")
+		} else if names[u.Name] {
+			ps.add(p+".name", "%q is used by another uplink", u.Name)
+		}
+		names[u.Name] = true
+		checkIfName(ps, p+".interface", u.Interface)
+		ps.oneOf(p+".role", u.Role, roles...)
+		if len(u.Addresses) == 0 || (len(u.Addresses) == 1 && u.Addresses[0] == "auto") {
+			u.Auto = true
+		} else {
+			for j, a := range u.Addresses {
+				if a == "auto" {
+					ps.add(fmt.Sprintf("%s.addresses[%d]", p, j), `"auto" must stand alone`)
+					continue
+				}
+				if ad := ps.addr(fmt.Sprintf("%s.addresses[%d]", p, j), a); ad.IsValid() {
+					u.Addrs = append(u.Addrs, ad)
+				}
+			}
+		}
+		for j, g := range u.Gateways {
+			if ad := ps.addr(fmt.Sprintf("%s.gateways[%d]", p, j), g); ad.IsValid() {
+				u.GWs = append(u.GWs, ad)
+			}
+		}
+		var err error
+		if u.DownBps, err = parseRate(u.DownRate); err != nil || u.DownBps == 0 {
+			ps.add(p+".down_rate", "%q is not a rate above zero (e.g. 20mbit)", u.DownRate)
+		}
+		if u.UpBps, err = parseRate(u.UpRate); err != nil || u.UpBps == 0 {
+			ps.add(p+".up_rate", "%q is not a rate above zero (e.g. 5mbit)", u.UpRate)
+		}
+		if u.Table == 0 {
+			u.Table = c.TUN.Table + 1 + i
+		}
+		checkTable(ps, p+".table", u.Table)
+		if other, dup := tables[u.Table]; dup {
+			ps.add(p+".table", "table %d is already used by %s", u.Table, other)
+		}
+		tables[u.Table] = p + ".table"
+		u.Probe.fill(DefaultProbe())
+		u.Probe.validate(ps, p+".probe")
+	}
+
+	h := &c.HAG
+	if len(h.Addresses) == 0 {
+		ps.add("hag.addresses", "at least one hag address is required")
+	}
+	for i, a := range h.Addresses {
+		if ad := ps.addr(fmt.Sprintf("hag.addresses[%d]", i), a); ad.IsValid() {
+			h.Addrs = append(h.Addrs, ad)
+		}
+	}
+	if h.Port < 1 || h.Port > 65535 {
+		ps.add("hag.port", "%d is not a TCP port", h.Port)
+	}
+	h.KeyRaw = loadKey(ps, "hag", h.Key, h.KeyFile)
+	if len(h.KeyRaw) > 0 && h.CPEID == "" {
+		ps.add("hag.cpe_id", "is required when a key is set (the cookie names the CPE)")
+	}
+	if len(h.CPEID) > 64 {
+		ps.add("hag.cpe_id", "is longer than 64 bytes")
+	}
+	ps.positive("hag.connect_timeout", int64(h.ConnectTimeout))
+
+	b := &c.Bypass
+	b.Dsts = ps.prefixes("bypass.destinations", b.Destinations)
+	b.Srcs = ps.prefixes("bypass.sources", b.Sources)
+	for i, s := range b.Ports {
+		if r := ps.portRange(fmt.Sprintf("bypass.ports[%d]", i), s); r.Lo != 0 {
+			b.PortRanges = append(b.PortRanges, r)
+		}
+	}
+	if b.Uplink != "" && !names[b.Uplink] {
+		ps.add("bypass.uplink", "%q is not the name of an uplink", b.Uplink)
+	}
+
+	ps.positive("limits.handshakes_in_flight", int64(c.Limits.HandshakesInFlight))
+	ps.positive("limits.handshakes_per_host", int64(c.Limits.HandshakesPerHost))
+	ps.positive("limits.flows", int64(c.Limits.Flows))
+	if c.Limits.IdleTimeout < 0 {
+		ps.add("limits.idle_timeout", "must not be negative")
+	}
+	ps.listen("metrics.listen", c.Metrics.Listen)
+	ps.listen("admin.listen", c.Admin.Listen)
+}
+
+func (l *Log) validate(ps *problems) {
+	ps.oneOf("log.level", l.Level, "debug", "info", "warn", "error")
+	ps.oneOf("log.format", l.Format, "auto", "text", "json")
+}
+
+// fill takes omitted probe fields from def: YAML cannot give a list
+// element defaults before it is decoded.
+func (p *Probe) fill(def Probe) {
+	if p.Interval == 0 {
+		p.Interval = def.Interval
+	}
+	if p.Timeout == 0 {
+		p.Timeout = def.Timeout
+	}
+	if p.DownAfter == 0 {
+		p.DownAfter = def.DownAfter
+	}
+	if p.UpAfter == 0 {
+		p.UpAfter = def.UpAfter
+	}
+}
+
+func (p *Probe) validate(ps *problems, path string) {
+	ps.positive(path+".interval", int64(p.Interval))
+	ps.positive(path+".timeout", int64(p.Timeout))
+	ps.positive(path+".down_after", int64(p.DownAfter))
+	ps.positive(path+".up_after", int64(p.UpAfter))
+}
+
+func checkIfName(ps *problems, path, name string) {
+	switch {
+	case name == "":
+		ps.add(path, "an interface name is required")
+	case len(name) > 15:
+		ps.add(path, "%q is longer than the kernel's 15-byte interface names", name)
+	case strings.ContainsAny(name, "/ \t:"):
+		ps.add(path, "%q is not a valid interface name", name)
+	}
+}
+
+func checkTable(ps *problems, path string, t int) {
+	if t < 1 || t >= 252 && t <= 255 || t > 1<<31-1 {
+		ps.add(path, "%d is not a usable routing table (1..251 or above 255)", t)
+	}
+}
+
+// loadKey decodes a hex key given inline or in a file. Keys shorter than
+// 16 bytes are refused: the cookie's HMAC is only as strong as its key.
+func loadKey(ps *problems, path, inline, file string) []byte {
+	if inline != "" && file != "" {
+		ps.add(path+".key", "set key or key_file, not both")
+		return nil
+	}
+	src, field := inline, path+".key"
+	if file != "" {
+		field = path + ".key_file"
+		b, err := os.ReadFile(file)
+		if err != nil {
+			ps.add(field, "cannot read: %v", err)
+			return nil
+		}
+		src = strings.TrimSpace(string(b))
+	}
+	if src == "" {
+		return nil
+	}
+	k, err := hex.DecodeString(src)
+	if err != nil {
+		ps.add(field, "is not hex (generate one with: hag genkey)")
+		return nil
+	}
+	if len(k) < 16 {
+		ps.add(field, "is %d bytes; at least 16 are required", len(k))
+		return nil
+	}
+	return k
+}
+
+// NewKey returns a fresh random key in the hex form configs hold.
+func NewKey() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
