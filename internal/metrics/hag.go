@@ -1,0 +1,60 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// HAG is hag's collectors.
+type HAG struct {
+	Registry *prometheus.Registry
+
+	FlowsActive        prometheus.Gauge
+	Flows              *prometheus.CounterVec // result: ok or the Convert error's name
+	ConvertErrors      *prometheus.CounterVec // code: the RFC 8803 error code's name
+	DialDuration       *prometheus.HistogramVec
+	Bytes              *prometheus.CounterVec // direction: to_server, to_client
+	MPTCPFallbacks     prometheus.Counter
+	Subflows           prometheus.Histogram
+	LimitHits          *prometheus.CounterVec // limit: flows_total, flows_per_cpe, handshakes, new_flows_rate
+	HandshakesInFlight prometheus.Gauge
+	FlowEnds           *prometheus.CounterVec // reason: eof, reset, idle, shutdown, error
+}
+
+// NewHAG registers hag's collectors on a fresh registry.
+func NewHAG() *HAG {
+	m := &HAG{
+		Registry: newRegistry("hag"),
+		FlowsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hag_flows_active", Help: "Flows currently relayed.",
+		}),
+		Flows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hag_flows_total", Help: "Convert requests handled, by result (ok or the Convert error sent).",
+		}, []string{"result"}),
+		ConvertErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hag_convert_errors_total", Help: "Convert Error TLVs sent, by RFC 8803 error code.",
+		}, []string{"code"}),
+		DialDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "hag_dial_duration_seconds", Help: "Time to connect to the server, by result.", Buckets: setupBuckets,
+		}, []string{"result"}),
+		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hag_relay_bytes_total", Help: "Bytes relayed, by direction.",
+		}, []string{"direction"}),
+		MPTCPFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hag_mptcp_fallbacks_total", Help: "Accepted connections that fell back from MPTCP to plain TCP.",
+		}),
+		Subflows: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hag_mptcp_subflows", Help: "Subflows a flow had when it ended (1 = the initial subflow only).",
+			Buckets: []float64{1, 2, 3, 4, 6, 8},
+		}),
+		LimitHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hag_limit_hits_total", Help: "Requests refused by a limit, by limit.",
+		}, []string{"limit"}),
+		HandshakesInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hag_handshakes_in_flight", Help: "Connections between accept and the Convert reply.",
+		}),
+		FlowEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hag_flow_ends_total", Help: "Relayed flows that ended, by reason.",
+		}, []string{"reason"}),
+	}
+	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.ConvertErrors, m.DialDuration, m.Bytes,
+		m.MPTCPFallbacks, m.Subflows, m.LimitHits, m.HandshakesInFlight, m.FlowEnds)
+	return m
+}

@@ -1,0 +1,67 @@
+// Package metrics holds the Prometheus registries and collectors of both
+// daemons. One registry per process; names follow
+// <daemon>_<subsystem>_<what>_<unit>, counters end in _total, and labels are
+// bounded (uplink, result, code, direction, limit) — never a flow.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"hybridgw/internal/version"
+)
+
+// setupBuckets spans a LAN RTT to a slow mobile dial: seconds, 1 ms .. 10 s.
+var setupBuckets = []float64{.001, .0025, .005, .01, .02, .035, .05, .075, .1, .15, .25, .5, 1, 2.5, 5, 10}
+
+func newRegistry(daemon string) *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	bi := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: daemon + "_build_info", Help: "Build of the running " + daemon + "; the value is always 1.",
+	}, []string{"version", "commit"})
+	bi.WithLabelValues(version.Version, version.Commit).Set(1)
+	r.MustRegister(bi)
+	return r
+}
+
+// Serve exposes reg on addr at /metrics until ctx is cancelled. An empty
+// addr disables it.
+func Serve(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) error {
+	if addr == "" {
+		<-ctx.Done()
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-errc
+		return nil
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("metrics server: %w", err)
+	}
+}
