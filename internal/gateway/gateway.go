@@ -1,23 +1,56 @@
 // Package gateway assembles hag: MPTCP listeners, the Convert server,
 // authorisation, the dial to the server and the relay, with its metrics.
+//
+// One accepted connection is one flow: read the Convert message under a
+// deadline, decide (decide.go: which CPE, which destination, which source),
+// dial the server, answer, relay. Every refusal is an Error TLV with the
+// RFC 8803 code followed by a normal close, and one log line saying why.
 package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/netip"
+
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"hybridgw/internal/config"
+	"hybridgw/internal/convert"
+	"hybridgw/internal/metrics"
+	"hybridgw/internal/mptcp"
+	"hybridgw/internal/relay"
 )
 
 // Gateway is one hag instance.
 type Gateway struct {
 	cfg *config.HAG
 	log *slog.Logger
+	m   *metrics.HAG
+	lim *limiter
+
+	handshakes atomic.Int64
+	flowSeq    atomic.Uint64
+
+	mu        sync.Mutex
+	live      map[*relay.Counters]struct{}
+	doneBytes [2]int64 // to_server, to_client of finished flows
+	own       map[netip.Addr]bool
+
+	ready chan struct{} // closed once the listeners are up
+	addrs []net.Addr
 }
 
-// New validates what the config alone cannot tell and starts nothing.
+// New checks what the config alone cannot tell and starts nothing.
 func New(cfg *config.HAG, log *slog.Logger) (*Gateway, error) {
-	return &Gateway{cfg: cfg, log: log}, nil
+	g := &Gateway{cfg: cfg, log: log, lim: newLimiter(cfg.Limits), live: map[*relay.Counters]struct{}{}, ready: make(chan struct{})}
+	g.m = metrics.NewHAG(g.bytes)
+	return g, nil
 }
 
 // Summary is what hag logs about its config at start.
@@ -26,8 +59,371 @@ func Summary(c *config.HAG) []any {
 		"egress_v4", c.Egress.IPv4, "egress_v6", c.Egress.IPv6}
 }
 
+// Metrics is hag's registry, for tests and the admin API.
+func (g *Gateway) Metrics() *metrics.HAG { return g.m }
+
+// Ready is closed once hag accepts connections.
+func (g *Gateway) Ready() <-chan struct{} { return g.ready }
+
+// Addrs are the listeners' addresses (valid after Ready).
+func (g *Gateway) Addrs() []net.Addr { return g.addrs }
+
+func (g *Gateway) bytes(dir string) float64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	i := 0
+	if dir == "to_client" {
+		i = 1
+	}
+	n := g.doneBytes[i]
+	for c := range g.live {
+		if i == 0 {
+			n += c.AtoB.Load()
+		} else {
+			n += c.BtoA.Load()
+		}
+	}
+	return float64(n)
+}
+
 // Run serves until ctx is cancelled.
+//
+// Shutdown order: stop accepting (close listeners); let relayed flows run
+// for limits.shutdown_grace; cancel the rest (their relays reset nothing:
+// a cancelled relay closes both sides); wait for every handler; remove the
+// transparent-socket routing; stop the metrics server.
 func (g *Gateway) Run(ctx context.Context) error {
-	<-ctx.Done()
-	return nil
+	if err := mptcp.EnsureFastOpenServer(); err != nil {
+		return fmt.Errorf("enabling TCP Fast Open for the Convert message in the SYN: %w", err)
+	}
+	if g.cfg.Egress.IPv4 == "preserve" || g.cfg.Egress.IPv6 == "preserve" {
+		if g.cfg.Transparent.Install {
+			tp, err := installTransparent(g.cfg.Transparent)
+			if err != nil {
+				return fmt.Errorf("egress preserve needs transparent-socket routing: %w", err)
+			}
+			g.log.Info("transparent-socket routing installed", "mark", g.cfg.Transparent.Mark, "table", g.cfg.Transparent.Table)
+			defer func() {
+				if err := tp.remove(); err != nil {
+					g.log.Error("removing transparent-socket routing", "err", err)
+				}
+			}()
+		}
+	}
+	g.own = ownAddrs()
+
+	var lns []*net.TCPListener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for _, a := range g.cfg.Listen.Addrs {
+		addr := netip.AddrPortFrom(a, uint16(g.cfg.Listen.Port)).String()
+		network := "tcp6"
+		if a.Is4() {
+			network = "tcp4"
+		} else if a.IsUnspecified() {
+			network = "tcp" // "::" is dual-stack
+		}
+		ln, err := mptcp.Listen(ctx, network, addr, mptcp.ListenOptions{})
+		if err != nil {
+			return fmt.Errorf("listening on %s: %w", addr, err)
+		}
+		lns = append(lns, ln)
+		g.addrs = append(g.addrs, ln.Addr())
+		g.own[a] = true
+		g.log.Info("listening", "addr", ln.Addr().String(), "mptcp", true, "tfo", true)
+	}
+
+	metricsCtx, stopMetrics := context.WithCancel(context.Background())
+	var mwg sync.WaitGroup
+	merr := make(chan error, 1)
+	mwg.Add(1)
+	go func() {
+		defer mwg.Done()
+		if err := metrics.Serve(metricsCtx, g.cfg.Metrics.Listen, g.m.Registry, g.log); err != nil {
+			merr <- err
+		}
+	}()
+	defer func() { stopMetrics(); mwg.Wait() }()
+
+	flowCtx, cancelFlows := context.WithCancel(context.Background())
+	defer cancelFlows()
+	var flows sync.WaitGroup
+	var accepts sync.WaitGroup
+	for _, ln := range lns {
+		accepts.Add(1)
+		go func() {
+			defer accepts.Done()
+			g.acceptLoop(ln, flowCtx, &flows)
+		}()
+	}
+	close(g.ready)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-merr:
+	}
+	g.log.Info("stopping: no new connections", "flows_active", g.activeFlows(), "grace", g.cfg.Limits.ShutdownGrace)
+	for _, ln := range lns {
+		ln.Close()
+	}
+	accepts.Wait()
+	drained := make(chan struct{})
+	go func() { flows.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(g.cfg.Limits.ShutdownGrace):
+		g.log.Warn("shutdown grace over; closing remaining flows", "flows_active", g.activeFlows())
+		cancelFlows()
+		<-drained
+	}
+	return err
+}
+
+func (g *Gateway) activeFlows() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.live)
+}
+
+func (g *Gateway) acceptLoop(ln *net.TCPListener, ctx context.Context, flows *sync.WaitGroup) {
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and friends: back off instead of spinning.
+			g.log.Error("accept failed", "listener", ln.Addr().String(), "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		flows.Add(1)
+		go func() {
+			defer flows.Done()
+			g.serve(ctx, c)
+		}()
+	}
+}
+
+func ownAddrs() map[netip.Addr]bool {
+	own := map[netip.Addr]bool{}
+	as, _ := net.InterfaceAddrs()
+	for _, a := range as {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			own[p.Addr().Unmap()] = true
+		}
+	}
+	return own
+}
+
+func (g *Gateway) isOwn(a netip.Addr) bool { return g.own[a.Unmap()] }
+
+// serve runs one flow from accept to close.
+func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
+	defer conn.Close()
+	id := g.flowSeq.Add(1)
+	peer := addrPortOf(conn.RemoteAddr())
+	log := g.log.With("flow", id, "peer", peer.String())
+
+	g.m.HandshakesInFlight.Inc()
+	n := g.handshakes.Add(1)
+	handshakeDone := sync.OnceFunc(func() { g.handshakes.Add(-1); g.m.HandshakesInFlight.Dec() })
+	defer handshakeDone()
+	if n > int64(g.cfg.Limits.HandshakesInFlight) {
+		g.m.LimitHits.WithLabelValues("handshakes").Inc()
+		r := refuse(convert.ResourceExceeded, "too many handshakes in flight")
+		r.tlv = convert.NewError(convert.ResourceExceeded, backOffSeconds(g.cfg.Limits.ResourceBackoff))
+		g.answer(conn, log, r)
+		return
+	}
+
+	isMPTCP, err := mptcp.Check(conn)
+	if err == nil && !isMPTCP {
+		g.m.MPTCPFallbacks.Inc()
+		log.Info("client connection is plain TCP (MPTCP fell back or was not offered)")
+	}
+
+	var buf [convert.MaxMsgLen]byte
+	_ = conn.SetReadDeadline(time.Now().Add(g.cfg.Limits.ConvertReadTimeout))
+	m, raw, err := convert.ReadRequest(conn, buf[:])
+	if err != nil {
+		var ne net.Error
+		switch {
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &ne) && ne.Timeout():
+			// Nobody to answer: the client left or never spoke.
+			log.Info("no Convert message", "err", err)
+			g.m.Flows.WithLabelValues("no_request").Inc()
+			return
+		}
+		if em, ok := convert.ErrorReply(err, raw); ok {
+			code, _ := convert.CodeOf(err)
+			log.Warn("bad Convert message", "code", code.String(), "err", err)
+			g.countRefusal(code)
+			_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.Limits.ConvertReadTimeout))
+			_ = convert.WriteMsg(conn, &em)
+			closeGently(conn)
+			return
+		}
+		log.Warn("Convert message asks for a reset", "err", err)
+		g.m.Flows.WithLabelValues("reset").Inc()
+		_ = conn.SetLinger(0)
+		return
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+
+	if !m.Has(convert.TypeConnect) {
+		// Info alone asks which TCP extensions hag supports (§6.2.3).
+		reply := convert.Msg{SupportedExt: supportedOptions[:]}
+		_ = convert.WriteMsg(conn, &reply)
+		g.m.Flows.WithLabelValues("info").Inc()
+		closeGently(conn)
+		return
+	}
+	dst := m.Connect.Dst
+	log = log.With("dst", dst.String())
+
+	cpe, r := authorize(g.cfg, peer.Addr(), &m, time.Now())
+	if r == nil {
+		log = log.With("cpe", cpe.ID)
+		r = checkDestination(dst.Addr(), g.isOwn, g.cfg.Deny.Prefixes)
+	}
+	if r == nil {
+		r = checkOptions(m.Connect.Options)
+	}
+	var src source
+	if r == nil {
+		src, r = chooseSource(g.cfg, cpe, peer.Addr(), &m)
+	}
+	var release func()
+	if r == nil {
+		var limit string
+		if release, limit = g.lim.acquire(cpe.ID, time.Now()); limit != "" {
+			g.m.LimitHits.WithLabelValues(limit).Inc()
+			r = refuse(convert.ResourceExceeded, "limit "+limit+" reached")
+			r.tlv = convert.NewError(convert.ResourceExceeded, backOffSeconds(g.cfg.Limits.ResourceBackoff))
+		}
+	}
+	if r != nil {
+		g.answer(conn, log, r)
+		return
+	}
+	defer release()
+
+	start := time.Now()
+	sconn, err := dialServer(ctx, dst, src, g.cfg.Limits.DialTimeout)
+	if err != nil {
+		g.m.DialDuration.WithLabelValues("error").Observe(time.Since(start).Seconds())
+		g.answer(conn, log.With("src", src.Addr.String()), dialRefusal(err, dst.Addr()))
+		return
+	}
+	defer sconn.Close()
+	g.m.DialDuration.WithLabelValues("ok").Observe(time.Since(start).Seconds())
+
+	// hag writes the reply as the first bytes after the server accepted;
+	// hcpe holds the LAN handshake until it arrives.
+	ok := convert.Msg{}
+	if err := convert.WriteMsg(conn, &ok); err != nil {
+		log.Info("client gone before the reply", "err", err)
+		g.m.Flows.WithLabelValues("client_gone").Inc()
+		return
+	}
+	handshakeDone()
+	g.m.Flows.WithLabelValues("ok").Inc()
+	if lw := g.cfg.Limits.NotSentLowat; lw > 0 {
+		// Bounds what queues per flow in hag: without it a fast server
+		// fills tens of MB of send buffer towards a slow uplink.
+		_ = mptcp.SetNotSentLowat(conn, lw)
+		_ = mptcp.SetNotSentLowat(sconn, lw)
+	}
+	local := addrPortOf(sconn.LocalAddr())
+	log.Info("flow open", "src", local.String(), "preserved", src.Preserved, "mptcp", isMPTCP, "dial", time.Since(start).Round(time.Microsecond).String())
+
+	var ctr relay.Counters
+	g.mu.Lock()
+	g.live[&ctr] = struct{}{}
+	g.mu.Unlock()
+	g.m.FlowsActive.Inc()
+	res := relay.Relay(ctx, conn, sconn, relay.Options{IdleTimeout: g.cfg.Limits.IdleTimeout, Counters: &ctr})
+	g.m.FlowsActive.Dec()
+	g.mu.Lock()
+	delete(g.live, &ctr)
+	g.doneBytes[0] += res.AtoB
+	g.doneBytes[1] += res.BtoA
+	g.mu.Unlock()
+
+	subflows := 1
+	if info, err := mptcp.Info(conn); err == nil && !info.Fallback {
+		subflows += int(info.Subflows)
+	}
+	g.m.Subflows.Observe(float64(subflows))
+	g.m.FlowEnds.WithLabelValues(res.End.String()).Inc()
+	attrs := []any{"reason", res.End.String(), "first", res.First.String(), "to_server", res.AtoB, "to_client", res.BtoA,
+		"duration", time.Since(start).Round(time.Millisecond).String(), "subflows", subflows}
+	if res.Err != nil && res.End != relay.ReasonEOF {
+		attrs = append(attrs, "err", res.Err)
+	}
+	log.Info("flow closed", attrs...)
+}
+
+func (g *Gateway) countRefusal(code convert.ErrorCode) {
+	name := codeLabel(code)
+	g.m.ConvertErrors.WithLabelValues(name).Inc()
+	g.m.Flows.WithLabelValues(name).Inc()
+}
+
+// answer sends a refusal's Error TLV and closes normally (RFC 8803 §6.2.8:
+// the converter does not reset; the client does).
+func (g *Gateway) answer(conn *net.TCPConn, log *slog.Logger, r *refusal) {
+	log.Warn("refused", "code", r.code.String(), "why", r.why)
+	g.countRefusal(r.code)
+	m := convert.Msg{HasError: true, Error: r.tlv}
+	_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.Limits.ConvertReadTimeout))
+	if err := convert.WriteMsg(conn, &m); err != nil {
+		log.Info("could not send the Error TLV", "err", err)
+	}
+	closeGently(conn)
+}
+
+// closeGently sends FIN and reads what the client still sends for a
+// moment: closing with unread data would turn the FIN into a RST and the
+// client could lose the Error TLV.
+func closeGently(conn *net.TCPConn) {
+	_ = conn.CloseWrite()
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
+}
+
+func backOffSeconds(d time.Duration) uint8 {
+	s := d.Round(time.Second) / time.Second
+	return uint8(max(1, min(255, s)))
+}
+
+// codeLabel is the metric label of a Convert error code: lower snake case
+// of its RFC name, so labels stay bounded and readable.
+func codeLabel(c convert.ErrorCode) string {
+	b := []byte(c.String())
+	out := make([]byte, 0, len(b))
+	for _, ch := range b {
+		switch {
+		case ch >= 'A' && ch <= 'Z':
+			out = append(out, ch+'a'-'A')
+		case ch == ' ' || ch == '-':
+			out = append(out, '_')
+		case ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9':
+			out = append(out, ch)
+		}
+	}
+	return string(out)
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
 }

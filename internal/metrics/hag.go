@@ -10,7 +10,6 @@ type HAG struct {
 	Flows              *prometheus.CounterVec // result: ok or the Convert error's name
 	ConvertErrors      *prometheus.CounterVec // code: the RFC 8803 error code's name
 	DialDuration       *prometheus.HistogramVec
-	Bytes              *prometheus.CounterVec // direction: to_server, to_client
 	MPTCPFallbacks     prometheus.Counter
 	Subflows           prometheus.Histogram
 	LimitHits          *prometheus.CounterVec // limit: flows_total, flows_per_cpe, handshakes, new_flows_rate
@@ -18,8 +17,10 @@ type HAG struct {
 	FlowEnds           *prometheus.CounterVec // reason: eof, reset, idle, shutdown, error
 }
 
-// NewHAG registers hag's collectors on a fresh registry.
-func NewHAG() *HAG {
+// NewHAG registers hag's collectors on a fresh registry. bytes reports the
+// bytes relayed so far in a direction ("to_server", "to_client"), live flows
+// included, so a long download shows up while it runs and not at its end.
+func NewHAG(bytes func(direction string) float64) *HAG {
 	m := &HAG{
 		Registry: newRegistry("hag"),
 		FlowsActive: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -34,9 +35,6 @@ func NewHAG() *HAG {
 		DialDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "hag_dial_duration_seconds", Help: "Time to connect to the server, by result.", Buckets: setupBuckets,
 		}, []string{"result"}),
-		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hag_relay_bytes_total", Help: "Bytes relayed, by direction.",
-		}, []string{"direction"}),
 		MPTCPFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hag_mptcp_fallbacks_total", Help: "Accepted connections that fell back from MPTCP to plain TCP.",
 		}),
@@ -54,7 +52,12 @@ func NewHAG() *HAG {
 			Name: "hag_flow_ends_total", Help: "Relayed flows that ended, by reason.",
 		}, []string{"reason"}),
 	}
-	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.ConvertErrors, m.DialDuration, m.Bytes,
+	for _, dir := range []string{"to_server", "to_client"} {
+		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "hag_relay_bytes_total", Help: "Bytes relayed, by direction.", ConstLabels: prometheus.Labels{"direction": dir},
+		}, func() float64 { return bytes(dir) }))
+	}
+	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.ConvertErrors, m.DialDuration,
 		m.MPTCPFallbacks, m.Subflows, m.LimitHits, m.HandshakesInFlight, m.FlowEnds)
 	return m
 }

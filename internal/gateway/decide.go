@@ -1,0 +1,182 @@
+package gateway
+
+import (
+	"net/netip"
+	"time"
+
+	"hybridgw/internal/config"
+	"hybridgw/internal/convert"
+)
+
+// refusal is a decision to answer with a Convert Error TLV. Why is for the
+// log line an operator reads at 3am; the client only sees the code.
+type refusal struct {
+	code convert.ErrorCode
+	tlv  convert.ErrorTLV
+	why  string
+}
+
+func (r *refusal) Error() string { return r.code.String() + ": " + r.why }
+
+func refuse(code convert.ErrorCode, why string) *refusal {
+	return &refusal{code: code, tlv: convert.NewError(code, 0), why: why}
+}
+
+// authorize decides which CPE a request comes from, from the connection's
+// source address and the Cookie TLV, per each CPE's auth mode:
+//
+//   - cookie: the cookie must verify with the key of the CPE it names;
+//   - source: the peer address must lie in the CPE's WAN prefixes;
+//   - cookie+source: both, for the same CPE.
+//
+// A request without a cookie from a source that only a cookie CPE covers is
+// answered Missing Cookie (3), which tells an RFC client what to add.
+func authorize(cfg *config.HAG, peer netip.Addr, m *convert.Msg, now time.Time) (*config.CPE, *refusal) {
+	peer = peer.Unmap()
+	if m.Cookie != nil {
+		lookup := func(id string) ([]byte, bool) {
+			c := cfg.CPEByID(id)
+			if c == nil || c.Auth == "source" {
+				return nil, false
+			}
+			return c.KeyRaw, true
+		}
+		id, err := convert.VerifyCookie(m.Cookie, lookup, m.Connect.Dst, m.ClientAddr, now, cfg.Limits.CookieMaxSkew)
+		if err != nil {
+			return nil, refuse(convert.NotAuthorized, "cookie from "+peer.String()+" rejected: "+err.Error())
+		}
+		c := cfg.CPEByID(id)
+		if c.Auth == "cookie+source" && !inAny(peer, c.WAN) {
+			return nil, refuse(convert.NotAuthorized, "CPE "+id+" connected from "+peer.String()+", outside its wan_prefixes")
+		}
+		return c, nil
+	}
+	var needsCookie *config.CPE
+	for i := range cfg.CPEs {
+		c := &cfg.CPEs[i]
+		if !inAny(peer, c.WAN) {
+			continue
+		}
+		if c.Auth == "source" {
+			return c, nil
+		}
+		needsCookie = c
+	}
+	if needsCookie != nil {
+		return nil, &refusal{code: convert.MissingCookie, tlv: convert.NewError(convert.MissingCookie, 0),
+			why: "no cookie from " + peer.String() + " (CPE " + needsCookie.ID + " authenticates by cookie)"}
+	}
+	return nil, refuse(convert.NotAuthorized, "no CPE is configured for source "+peer.String())
+}
+
+func inAny(a netip.Addr, ps []netip.Prefix) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkDestination refuses what a converter must never connect to: itself
+// (an open relay into its own services), loopback, link-local, multicast,
+// unspecified, and the operator's denied prefixes.
+func checkDestination(dst netip.Addr, own func(netip.Addr) bool, deny []netip.Prefix) *refusal {
+	dst = dst.Unmap()
+	switch {
+	case !dst.IsValid() || dst.IsUnspecified():
+		return refuse(convert.NotAuthorized, "destination is unspecified")
+	case dst.IsLoopback():
+		return refuse(convert.NotAuthorized, "destination "+dst.String()+" is loopback")
+	case dst.IsLinkLocalUnicast() || dst.IsLinkLocalMulticast():
+		return refuse(convert.NotAuthorized, "destination "+dst.String()+" is link-local")
+	case dst.IsMulticast() || dst == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return refuse(convert.NotAuthorized, "destination "+dst.String()+" is multicast or broadcast")
+	case own != nil && own(dst):
+		return refuse(convert.NotAuthorized, "destination "+dst.String()+" is one of hag's own addresses")
+	case inAny(dst, deny):
+		return refuse(convert.NotAuthorized, "destination "+dst.String()+" is in deny.destinations")
+	}
+	return nil
+}
+
+// source is how hag binds its connection to the server.
+type source struct {
+	Addr        netip.AddrPort // zero: let the kernel choose
+	Transparent bool           // Addr is not local: IP(V6)_TRANSPARENT
+	Preserved   bool           // the server will see the client's address
+}
+
+// chooseSource picks the source of the server connection:
+//
+//   - the Client Address TLV's address when the family's egress policy is
+//     "preserve" and the address lies in the CPE's client_prefixes; outside
+//     them it is refused (32), never silently replaced, because a CPE that
+//     asks for an address it does not own is spoofing;
+//   - without the TLV, RFC 8803 address preservation: the peer's own
+//     address when it lies in the CPE's client_prefixes;
+//   - otherwise hag's shared address for the family ("" lets routing pick).
+func chooseSource(cfg *config.HAG, cpe *config.CPE, peer netip.Addr, m *convert.Msg) (source, *refusal) {
+	dst := m.Connect.Dst.Addr().Unmap()
+	policy, shared := cfg.Egress.IPv6, cfg.Egress.Src6
+	if dst.Is4() {
+		policy, shared = cfg.Egress.IPv4, cfg.Egress.Src4
+	}
+	share := source{}
+	if shared.IsValid() {
+		share.Addr = netip.AddrPortFrom(shared, 0)
+	}
+	if ca := m.ClientAddr; ca.IsValid() {
+		a := ca.Addr().Unmap()
+		if !inAny(a, cpe.Clients) {
+			return source{}, refuse(convert.NotAuthorized, "client address "+a.String()+" is outside the client_prefixes of CPE "+cpe.ID)
+		}
+		if policy != "preserve" || a.Is4() != dst.Is4() {
+			return share, nil
+		}
+		return source{Addr: netip.AddrPortFrom(a, ca.Port()), Transparent: true, Preserved: true}, nil
+	}
+	peer = peer.Unmap()
+	if policy == "preserve" && peer.Is4() == dst.Is4() && inAny(peer, cpe.Clients) {
+		return source{Addr: netip.AddrPortFrom(peer, 0), Transparent: true, Preserved: true}, nil
+	}
+	return share, nil
+}
+
+// supportedOptions are the TCP options hag's kernel negotiates with the
+// server by itself (MSS, window scale, SACK, timestamps); an Extended
+// Connect asking for anything else is answered Unsupported TCP Option.
+var supportedOptions = [...]byte{2, 3, 4, 5, 8}
+
+// checkOptions lists option kinds of an Extended Connect that hag cannot
+// honour.
+func checkOptions(opts []byte) *refusal {
+	var bad []byte
+	for i := 0; i < len(opts); {
+		kind := opts[i]
+		if kind == 0 {
+			break
+		}
+		if kind == 1 {
+			i++
+			continue
+		}
+		if i+1 >= len(opts) || opts[i+1] < 2 {
+			return refuse(convert.MalformedMessage, "Connect TCP options are malformed")
+		}
+		ok := false
+		for _, s := range supportedOptions {
+			ok = ok || s == kind
+		}
+		if !ok {
+			bad = append(bad, kind)
+		}
+		i += int(opts[i+1])
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	r := refuse(convert.UnsupportedTCPOption, "Connect asks for unsupported TCP options")
+	r.tlv = convert.NewListError(convert.UnsupportedTCPOption, bad...)
+	return r
+}

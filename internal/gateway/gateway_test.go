@@ -1,0 +1,577 @@
+package gateway_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"hybridgw/internal/convert"
+	"hybridgw/internal/mptcp"
+	"hybridgw/internal/netlab"
+)
+
+// The test topology: a CPE namespace joined to hag by one veth pair, hag
+// joined to a server namespace. The CPE side here is the test itself,
+// speaking MPTCP + TFO with Convert messages it builds byte by byte, so the
+// real hag binary is judged against the RFC, not against our own client.
+var (
+	hagV4    = netip.MustParseAddr("198.51.100.2")
+	hagV6    = netip.MustParseAddr("2001:db8:d5::2")
+	srvV4    = netip.MustParseAddr("203.0.113.10")
+	srvV6    = netip.MustParseAddr("2001:db8:20::10")
+	hagWANv4 = netip.MustParseAddr("203.0.113.1")
+	clientV6 = netip.MustParseAddrPort("[2001:db8:10::10]:40123")
+	testKey  = bytes.Repeat([]byte{0x42}, 32)
+)
+
+const hagPort = 5124
+
+var hagBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hag-test-")
+	if err != nil {
+		panic(err)
+	}
+	hagBin = filepath.Join(dir, "hag")
+	out, err := exec.Command("go", "build", "-o", hagBin, "hybridgw/cmd/hag").CombinedOutput()
+	if err != nil {
+		os.RemoveAll(dir)
+		fmt.Fprintf(os.Stderr, "building hag: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type topo struct {
+	cpe, hag, srv *netlab.NS
+}
+
+func newTopo(t *testing.T) *topo {
+	p := netlab.UniquePrefix()
+	tp := &topo{cpe: netlab.NewNS(t, p+"cpe"), hag: netlab.NewNS(t, p+"hag"), srv: netlab.NewNS(t, p+"srv")}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(netlab.Run("ip", "link", "add", "dsl", "netns", tp.cpe.Name, "type", "veth", "peer", "name", "dsl", "netns", tp.hag.Name))
+	must(netlab.Run("ip", "link", "add", "wan", "netns", tp.hag.Name, "type", "veth", "peer", "name", "wan", "netns", tp.srv.Name))
+	for _, ns := range []*netlab.NS{tp.cpe, tp.hag, tp.srv} {
+		must(ns.Run("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"))
+	}
+	for _, c := range [][]string{
+		{"cpe", "addr", "add", "198.51.100.1/30", "dev", "dsl"}, {"cpe", "addr", "add", "2001:db8:d5::1/64", "dev", "dsl", "nodad"},
+		{"hag", "addr", "add", "198.51.100.2/30", "dev", "dsl"}, {"hag", "addr", "add", "2001:db8:d5::2/64", "dev", "dsl", "nodad"},
+		{"hag", "addr", "add", "203.0.113.1/24", "dev", "wan"}, {"hag", "addr", "add", "2001:db8:20::1/64", "dev", "wan", "nodad"},
+		{"srv", "addr", "add", "203.0.113.10/24", "dev", "wan"}, {"srv", "addr", "add", "2001:db8:20::10/64", "dev", "wan", "nodad"},
+		{"cpe", "link", "set", "dsl", "up"}, {"hag", "link", "set", "dsl", "up"}, {"hag", "link", "set", "wan", "up"}, {"srv", "link", "set", "wan", "up"},
+		{"srv", "route", "add", "default", "via", "203.0.113.1"}, {"srv", "-6", "route", "add", "default", "via", "2001:db8:20::1"},
+	} {
+		ns := map[string]*netlab.NS{"cpe": tp.cpe, "hag": tp.hag, "srv": tp.srv}[c[0]]
+		must(ns.Run("ip", c[1:]...))
+	}
+	// Resolve neighbours before the first SYN: a SYN held back by neighbour
+	// discovery on a fresh veth can outlast a short dial timeout.
+	for _, p := range [][2]string{{"cpe", "198.51.100.2"}, {"cpe", "2001:db8:d5::2"}, {"hag", "203.0.113.10"}, {"hag", "2001:db8:20::10"}} {
+		ns := map[string]*netlab.NS{"cpe": tp.cpe, "hag": tp.hag}[p[0]]
+		must(ns.Run("ping", "-c", "1", "-W", "5", p[1]))
+	}
+	return tp
+}
+
+const hagConfig = `log: {level: debug, format: json}
+listen:
+  addresses: [198.51.100.2, "2001:db8:d5::2"]
+cpes:
+  - id: cpe-test
+    key: %s
+    auth: cookie+source
+    wan_prefixes: [198.51.100.0/30, "2001:db8:d5::/64"]
+    client_prefixes: ["2001:db8:10::/56"]
+egress: {ipv4: share, ipv6: preserve}
+deny:
+  destinations: [203.0.113.200/32]
+limits:
+  flows_per_cpe: 8
+  handshakes_in_flight: 2000
+  convert_read_timeout: 2s
+  dial_timeout: 1s
+  shutdown_grace: 1s
+metrics: {listen: "127.0.0.1:9102"}
+admin: {listen: ""}
+`
+
+// startHag runs the hag binary in the hag namespace and stops it with
+// SIGTERM at cleanup, checking that it exits 0 within a second and removed
+// its transparent-socket routing.
+func startHag(t *testing.T, tp *topo) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "hag.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(hagConfig, hex.EncodeToString(testKey))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "hag.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", tp.hag.Name, hagBin, "run", "-c", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		defer logf.Close()
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		start := time.Now()
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("hag exited with %v after SIGTERM", err)
+			}
+			if d := time.Since(start); d > 1500*time.Millisecond {
+				t.Errorf("hag took %v to stop", d)
+			}
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Error("hag did not stop within 10s of SIGTERM")
+		}
+		if out, _ := tp.hag.Output("ip", "rule"); strings.Contains(out, "fwmark") {
+			t.Errorf("hag left its fwmark rule behind:\n%s", out)
+		}
+		if out, _ := tp.hag.Output("nft", "list", "tables"); strings.Contains(out, "hybridgw") {
+			t.Errorf("hag left its nftables table behind:\n%s", out)
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("hag log:\n%s", b)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := tp.hag.Output("ss", "-Hltn", "sport", "= :5124")
+		if strings.Count(out, "LISTEN") >= 2 {
+			return
+		}
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("hag exited at start: %v\n%s", err, b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("hag did not listen within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Convert messages built by hand from RFC 8803 §6.
+
+func header(words int) []byte { return []byte{1, byte(words), 0x22, 0x63} }
+
+func connectTLV(dst netip.AddrPort, opts ...byte) []byte {
+	l := 20 + len(opts)
+	for l%4 != 0 {
+		l++
+	}
+	b := make([]byte, l)
+	b[0], b[1] = 0x0a, byte(l/4)
+	binary.BigEndian.PutUint16(b[2:], dst.Port())
+	a := dst.Addr().As16()
+	copy(b[4:], a[:])
+	copy(b[20:], opts)
+	return b
+}
+
+func clientAddrTLV(src netip.AddrPort) []byte {
+	b := make([]byte, 20)
+	b[0], b[1] = 0xc0, 5
+	binary.BigEndian.PutUint16(b[2:], src.Port())
+	a := src.Addr().As16()
+	copy(b[4:], a[:])
+	return b
+}
+
+func cookieTLV(c []byte) []byte {
+	b := append([]byte{0x16, 0, 0, 0}, c...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	b[1] = byte(len(b) / 4)
+	return b
+}
+
+func message(tlvs ...[]byte) []byte {
+	body := bytes.Join(tlvs, nil)
+	return append(header(1+len(body)/4), body...)
+}
+
+// request is a well-formed, authorised Connect for dst with the client
+// address (when valid) and a cookie made with key.
+func request(t *testing.T, dst, client netip.AddrPort, key []byte) []byte {
+	c, err := convert.MakeCookie(key, "cpe-test", time.Now(), dst, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlvs := [][]byte{connectTLV(dst)}
+	if client.IsValid() {
+		tlvs = append(tlvs, clientAddrTLV(client))
+	}
+	return message(append(tlvs, cookieTLV(c))...)
+}
+
+func (tp *topo) dial(t *testing.T, hag netip.Addr, first []byte) *net.TCPConn {
+	t.Helper()
+	var c *net.TCPConn
+	err := tp.cpe.Do(func() (err error) {
+		c, err = mptcp.Dial(context.Background(), mptcp.DialOptions{Remote: netip.AddrPortFrom(hag, hagPort), Timeout: 5 * time.Second}, first)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("dialing hag: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// readReply reads one Convert message and returns the Error code, or -1
+// for a success reply.
+func readReply(t *testing.T, c net.Conn) int {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	h := make([]byte, 4)
+	if _, err := io.ReadFull(c, h); err != nil {
+		t.Fatalf("reading reply header: %v", err)
+	}
+	if h[0] != 1 || h[2] != 0x22 || h[3] != 0x63 || h[1] == 0 {
+		t.Fatalf("bad reply header % x", h)
+	}
+	rest := make([]byte, int(h[1])*4-4)
+	if _, err := io.ReadFull(c, rest); err != nil {
+		t.Fatalf("reading reply: %v", err)
+	}
+	for i := 0; i+1 < len(rest) && rest[i+1] > 0; i += int(rest[i+1]) * 4 {
+		if rest[i] == 0x1e {
+			return int(rest[i+2])
+		}
+	}
+	return -1
+}
+
+// servers runs the test servers in the srv namespace:
+//
+//	:8080 reads to EOF, answers "<remote addr> <sha256 hex>", closes (client half-closes first)
+//	:8081 reads size+seed, sends that many seeded bytes, half-closes, then reads the
+//	      client's 32-byte hash of them and reports whether it matches (server half-closes first)
+//	:8082 holds the connection until the client closes
+type servers struct {
+	results chan error
+}
+
+func startServers(t *testing.T, tp *topo) *servers {
+	s := &servers{results: make(chan error, 64)}
+	var wg sync.WaitGroup
+	var lns []net.Listener
+	t.Cleanup(func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		wg.Wait()
+	})
+	for port, handle := range map[int]func(net.Conn){8080: s.upload, 8081: s.download, 8082: func(c net.Conn) { io.Copy(io.Discard, c) }} {
+		var ln net.Listener
+		if err := tp.srv.Do(func() (err error) { ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port)); return }); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var cw sync.WaitGroup
+			defer cw.Wait()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				cw.Add(1)
+				go func() { defer cw.Done(); defer c.Close(); handle(c) }()
+			}
+		}()
+		lns = append(lns, ln)
+	}
+	return s
+}
+
+func (s *servers) upload(c net.Conn) {
+	h := sha256.New()
+	if _, err := io.Copy(h, c); err != nil {
+		return
+	}
+	ra := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	fmt.Fprintf(c, "%s %x", netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port()), h.Sum(nil))
+}
+
+func (s *servers) download(c net.Conn) {
+	var hdr [16]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		s.results <- err
+		return
+	}
+	n, seed := binary.BigEndian.Uint64(hdr[:8]), binary.BigEndian.Uint64(hdr[8:])
+	h := sha256.New()
+	w := io.MultiWriter(c, h)
+	if _, err := io.CopyN(w, seededReader(seed), int64(n)); err != nil {
+		s.results <- err
+		return
+	}
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err == nil && !bytes.Equal(got, h.Sum(nil)) {
+		err = errors.New("client's hash of the download differs")
+	}
+	s.results <- err
+}
+
+func seededReader(seed uint64) io.Reader {
+	return bufio.NewReaderSize(readerFunc(rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16)}).Read), 64<<10)
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(b []byte) (int, error) { return f(b) }
+
+func TestHAG(t *testing.T) {
+	netlab.RequireRoot(t)
+	tp := newTopo(t)
+	// Black hole for the Network Failure case: the server drops SYNs to 9999.
+	if err := tp.srv.Run("nft", "add table inet t; add chain inet t in { type filter hook input priority 0; }; add rule inet t in tcp dport 9999 drop"); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServers(t, tp)
+	startHag(t, tp)
+
+	t.Run("upload v6 preserves the client address, client half-closes first", func(t *testing.T) {
+		dst := netip.AddrPortFrom(srvV6, 8080)
+		c := tp.dial(t, hagV6, request(t, dst, clientV6, testKey))
+		if code := readReply(t, c); code != -1 {
+			t.Fatalf("Convert error %d", code)
+		}
+		if ok, err := mptcp.Check(c); err != nil || !ok {
+			t.Errorf("CPE–hag connection is not MPTCP: %v %v", ok, err)
+		}
+		data := make([]byte, 3<<20+7)
+		rand.NewChaCha8([32]byte{1}).Read(data)
+		if _, err := c.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		c.CloseWrite()
+		got, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("%s %x", clientV6, sha256.Sum256(data))
+		if string(got) != want {
+			t.Fatalf("server answered %q, want %q", got, want)
+		}
+	})
+
+	t.Run("upload v4 shares hag's address", func(t *testing.T) {
+		dst := netip.AddrPortFrom(srvV4, 8080)
+		c := tp.dial(t, hagV4, request(t, dst, netip.AddrPort{}, testKey))
+		if code := readReply(t, c); code != -1 {
+			t.Fatalf("Convert error %d", code)
+		}
+		c.Write([]byte("hello"))
+		c.CloseWrite()
+		got, _ := io.ReadAll(c)
+		if !strings.HasPrefix(string(got), hagWANv4.String()+":") {
+			t.Fatalf("server saw %q, want hag's %s", got, hagWANv4)
+		}
+	})
+
+	for _, v := range []struct {
+		name     string
+		hag, dst netip.Addr
+		client   netip.AddrPort
+	}{{"v4", hagV4, srvV4, netip.AddrPort{}}, {"v6", hagV6, srvV6, clientV6}} {
+		t.Run("download "+v.name+", server half-closes first", func(t *testing.T) {
+			dst := netip.AddrPortFrom(v.dst, 8081)
+			c := tp.dial(t, v.hag, request(t, dst, v.client, testKey))
+			if code := readReply(t, c); code != -1 {
+				t.Fatalf("Convert error %d", code)
+			}
+			const n = 5<<20 + 3
+			var hdr [16]byte
+			binary.BigEndian.PutUint64(hdr[:8], n)
+			binary.BigEndian.PutUint64(hdr[8:], 77)
+			c.Write(hdr[:])
+			h := sha256.New()
+			got, err := io.Copy(h, c)
+			if err != nil || got != n {
+				t.Fatalf("received %d bytes (%v), want %d", got, err, n)
+			}
+			// The server has half-closed; our direction still carries data.
+			if _, err := c.Write(h.Sum(nil)); err != nil {
+				t.Fatalf("writing after the server's FIN: %v", err)
+			}
+			c.CloseWrite()
+			select {
+			case err := <-srv.results:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("server never judged the download")
+			}
+		})
+	}
+
+	otherKey := bytes.Repeat([]byte{7}, 32)
+	errCases := []struct {
+		name string
+		hag  netip.Addr
+		msg  func() []byte
+		want convert.ErrorCode
+	}{
+		{"closed port", hagV6, func() []byte { return request(t, netip.AddrPortFrom(srvV6, 9), clientV6, testKey) }, convert.ConnectionReset},
+		{"unroutable prefix", hagV6, func() []byte {
+			return request(t, netip.MustParseAddrPort("[2001:db8:99::1]:80"), clientV6, testKey)
+		}, convert.DestinationUnreachable},
+		{"black-holed server", hagV4, func() []byte { return request(t, netip.AddrPortFrom(srvV4, 9999), netip.AddrPort{}, testKey) }, convert.NetworkFailure},
+		{"denied destination", hagV4, func() []byte {
+			return request(t, netip.MustParseAddrPort("203.0.113.200:80"), netip.AddrPort{}, testKey)
+		}, convert.NotAuthorized},
+		{"hag's own address", hagV4, func() []byte { return request(t, netip.AddrPortFrom(hagWANv4, 22), netip.AddrPort{}, testKey) }, convert.NotAuthorized},
+		{"wrong cookie", hagV6, func() []byte { return request(t, netip.AddrPortFrom(srvV6, 8080), clientV6, otherKey) }, convert.NotAuthorized},
+		{"foreign client prefix", hagV6, func() []byte {
+			return request(t, netip.AddrPortFrom(srvV6, 8080), netip.MustParseAddrPort("[2001:db8:99::10]:1000"), testKey)
+		}, convert.NotAuthorized},
+		{"missing cookie", hagV6, func() []byte { return message(connectTLV(netip.AddrPortFrom(srvV6, 8080))) }, convert.MissingCookie},
+		{"unsupported version", hagV6, func() []byte {
+			m := request(t, netip.AddrPortFrom(srvV6, 8080), clientV6, testKey)
+			m[0] = 2
+			return m
+		}, convert.UnsupportedVersion},
+		{"malformed: Connect too short", hagV6, func() []byte {
+			return message([]byte{0x0a, 1, 0, 80})
+		}, convert.MalformedMessage},
+		{"malformed: Connect to loopback", hagV6, func() []byte {
+			return message(connectTLV(netip.MustParseAddrPort("[::ffff:127.0.0.1]:80")))
+		}, convert.MalformedMessage},
+		{"unsupported message: unknown TLV", hagV6, func() []byte {
+			return message(connectTLV(netip.AddrPortFrom(srvV6, 8080)), []byte{0x50, 1, 0, 0})
+		}, convert.UnsupportedMessage},
+		{"unsupported TCP option", hagV6, func() []byte {
+			dst := netip.AddrPortFrom(srvV6, 8080)
+			ck, _ := convert.MakeCookie(testKey, "cpe-test", time.Now(), dst, clientV6)
+			return message(connectTLV(dst, 99, 2), clientAddrTLV(clientV6), cookieTLV(ck))
+		}, convert.UnsupportedTCPOption},
+	}
+	for _, tc := range errCases {
+		t.Run("error "+tc.name, func(t *testing.T) {
+			c := tp.dial(t, tc.hag, tc.msg())
+			if got := readReply(t, c); got != int(tc.want) {
+				t.Fatalf("got code %d, want %d (%s)", got, tc.want, tc.want)
+			}
+			// The converter closes normally after the Error TLV.
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+				t.Errorf("after the Error TLV: %v, want EOF", err)
+			}
+		})
+	}
+
+	t.Run("error limit hit", func(t *testing.T) {
+		dst := netip.AddrPortFrom(srvV6, 8082)
+		var held []*net.TCPConn
+		for i := 0; i < 8; i++ {
+			c := tp.dial(t, hagV6, request(t, dst, clientV6, testKey))
+			if code := readReply(t, c); code != -1 {
+				t.Fatalf("flow %d: Convert error %d", i, code)
+			}
+			held = append(held, c)
+		}
+		c := tp.dial(t, hagV6, request(t, dst, clientV6, testKey))
+		if got := readReply(t, c); got != int(convert.ResourceExceeded) {
+			t.Fatalf("ninth flow got %d, want Resource Exceeded", got)
+		}
+		for _, h := range held {
+			h.Close()
+		}
+	})
+
+	t.Run("silent clients are closed at the deadline and do not starve others", func(t *testing.T) {
+		const n = 1000
+		idle := make([]*net.TCPConn, 0, n)
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			idle = append(idle, tp.dial(t, hagV4, nil))
+		}
+		t.Logf("opened %d silent connections in %v", n, time.Since(start))
+		// A well-behaved client gets through while they wait.
+		okStart := time.Now()
+		c := tp.dial(t, hagV6, request(t, netip.AddrPortFrom(srvV6, 8080), clientV6, testKey))
+		if code := readReply(t, c); code != -1 {
+			t.Fatalf("well-behaved client got Convert error %d", code)
+		}
+		c.CloseWrite()
+		if _, err := io.ReadAll(c); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("well-behaved flow completed in %v during the flood", time.Since(okStart))
+		// The first silent one is closed at the 2 s deadline.
+		_ = idle[0].SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := idle[0].Read(make([]byte, 1))
+		waited := time.Since(start)
+		if err != io.EOF {
+			t.Fatalf("silent client: %v, want EOF", err)
+		}
+		if waited < 1900*time.Millisecond || waited > 6*time.Second {
+			t.Errorf("silent client closed after %v, want about the 2s deadline", waited)
+		}
+		for _, c := range idle {
+			c.Close()
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		out, err := tp.hag.Output("bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9102; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{
+			`hag_flows_total{result="ok"}`, `hag_convert_errors_total{code="not_authorized"}`, `hag_convert_errors_total{code="connection_reset"}`,
+			`hag_limit_hits_total{limit="flows_per_cpe"} 1`, `hag_relay_bytes_total{direction="to_client"}`, `hag_dial_duration_seconds_bucket`,
+			`hag_flows_total{result="no_request"}`,
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+	})
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package linkem_test
+
+const raceEnabled = false

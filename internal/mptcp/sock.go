@@ -1,0 +1,50 @@
+package mptcp
+
+import (
+	"net/netip"
+	"syscall"
+	"time"
+)
+
+// ControlFunc sets extra socket options, in the form net.Dialer.Control and
+// net.ListenConfig.Control use. It runs on the MPTCP socket after the
+// package's own options and before bind.
+type ControlFunc func(network, address string, c syscall.RawConn) error
+
+// ListenOptions configures Listen.
+type ListenOptions struct {
+	// FastOpenQueue is the TCP_FASTOPEN queue length: how many connections
+	// whose SYN carried data may wait for Accept before further data-SYNs
+	// are answered as ordinary SYNs. Zero means DefaultFastOpenQueue.
+	FastOpenQueue int
+	// Control hooks run in order on the listening socket.
+	Control []ControlFunc
+}
+
+// DefaultFastOpenQueue is the TCP_FASTOPEN queue length Listen uses when
+// ListenOptions.FastOpenQueue is zero; it matches the default somaxconn.
+const DefaultFastOpenQueue = 4096
+
+// DialOptions configures Dial.
+type DialOptions struct {
+	// Remote is the hag's address. Required.
+	Remote netip.AddrPort
+	// Local, if valid, is bound before connecting: the initial subflow
+	// leaves from this uplink address. Port 0 lets the kernel pick one.
+	Local netip.AddrPort
+	// Mark, if non-zero, is set as SO_MARK (policy routing per uplink);
+	// it needs CAP_NET_ADMIN. MPTCP copies it to the extra subflows too, so
+	// mark-based rules must not override the per-uplink source rules.
+	Mark int
+	// BindDevice, if set, is set as SO_BINDTODEVICE. It pins the initial
+	// subflow; extra subflows still leave through their endpoint's device
+	// (tested: a subflow endpoint on another link works with it set).
+	BindDevice string
+	// Timeout bounds Dial itself: the socket setup and the write of
+	// firstData, and, when firstData is empty, the whole handshake. With
+	// firstData the handshake completes after Dial returns; bound it with
+	// a read deadline on the first Read. Zero means no limit beyond ctx.
+	Timeout time.Duration
+	// Control hooks run in order on the socket before bind and connect.
+	Control []ControlFunc
+}
