@@ -39,3 +39,19 @@ func TestHAGMetricsLint(t *testing.T) {
 	m.FlowEnds.WithLabelValues("eof").Inc()
 	lint(t, m.Registry, "hag_")
 }
+
+func TestHCPEMetricsLint(t *testing.T) {
+	m := NewHCPE()
+	m.Flows.WithLabelValues("ok").Inc()
+	m.FlowSetup.WithLabelValues("ok").Observe(0.02)
+	m.ConvertErrors.WithLabelValues("connection_reset").Inc()
+	m.UplinkBytes.WithLabelValues("dsl", "down").Add(1)
+	m.Subflows.WithLabelValues("dsl").Set(1)
+	m.NetstackDrops.WithLabelValues("flows").Inc()
+	m.UplinkUp.WithLabelValues("dsl").Set(1)
+	m.UplinkBackup.WithLabelValues("lte").Set(0)
+	m.UplinkRTT.WithLabelValues("dsl").Set(0.015)
+	m.UplinkLoss.WithLabelValues("dsl").Set(0)
+	m.FlowEnds.WithLabelValues("eof").Inc()
+	lint(t, m.Registry, "hcpe_")
+}

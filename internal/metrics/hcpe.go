@@ -1,0 +1,71 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// HCPE is hcpe's collectors.
+type HCPE struct {
+	Registry *prometheus.Registry
+
+	FlowsActive   prometheus.Gauge
+	Flows         *prometheus.CounterVec   // result: ok, the Convert error's name, hag_unreachable, mptcp_unavailable
+	FlowSetup     *prometheus.HistogramVec // result; LAN SYN seen → hag's Convert reply
+	ConvertErrors *prometheus.CounterVec   // code
+	UplinkBytes   *prometheus.CounterVec   // uplink, direction (up, down); from the kernel's subflow counters
+	Subflows      *prometheus.GaugeVec     // uplink; established subflows now
+	Fallbacks     prometheus.Counter
+	NetstackDrops *prometheus.CounterVec // reason: handshakes, handshakes_per_host, flows
+	UplinkUp      *prometheus.GaugeVec   // uplink; 1 when the probes say it is alive
+	UplinkBackup  *prometheus.GaugeVec   // uplink; 1 when its endpoint carries the backup flag
+	UplinkRTT     *prometheus.GaugeVec   // uplink; smoothed probe RTT
+	UplinkLoss    *prometheus.GaugeVec   // uplink; probe loss over the recent window
+	FlowEnds      *prometheus.CounterVec // reason
+}
+
+// NewHCPE registers hcpe's collectors on a fresh registry.
+func NewHCPE() *HCPE {
+	m := &HCPE{
+		Registry: newRegistry("hcpe"),
+		FlowsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hcpe_flows_active", Help: "LAN flows currently carried to hag.",
+		}),
+		Flows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hcpe_flows_total", Help: "Intercepted LAN connections, by result.",
+		}, []string{"result"}),
+		FlowSetup: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "hcpe_flow_setup_duration_seconds", Help: "From the LAN SYN to hag's Convert reply, by result.", Buckets: setupBuckets,
+		}, []string{"result"}),
+		ConvertErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hcpe_convert_errors_total", Help: "Convert Error TLVs received from hag, by RFC 8803 error code.",
+		}, []string{"code"}),
+		UplinkBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hcpe_uplink_bytes_total", Help: "Payload bytes carried by MPTCP subflows, by uplink and direction (kernel subflow counters).",
+		}, []string{"uplink", "direction"}),
+		Subflows: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hcpe_uplink_subflows", Help: "Established MPTCP subflows, by uplink.",
+		}, []string{"uplink"}),
+		Fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hcpe_mptcp_fallbacks_total", Help: "Connections to hag that fell back from MPTCP to plain TCP.",
+		}),
+		NetstackDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hcpe_netstack_drops_total", Help: "LAN SYNs dropped by a bound, by reason.",
+		}, []string{"reason"}),
+		UplinkUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hcpe_uplink_up", Help: "1 when the uplink's health probes reach hag.",
+		}, []string{"uplink"}),
+		UplinkBackup: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hcpe_uplink_backup", Help: "1 when the uplink's MPTCP endpoint is a backup (carries data only when nothing else can).",
+		}, []string{"uplink"}),
+		UplinkRTT: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hcpe_uplink_rtt_seconds", Help: "Smoothed health-probe round-trip time to hag, by uplink.",
+		}, []string{"uplink"}),
+		UplinkLoss: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hcpe_uplink_probe_loss_ratio", Help: "Share of recent health probes that went unanswered, by uplink.",
+		}, []string{"uplink"}),
+		FlowEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hcpe_flow_ends_total", Help: "Carried flows that ended, by reason.",
+		}, []string{"reason"}),
+	}
+	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.FlowSetup, m.ConvertErrors, m.UplinkBytes, m.Subflows,
+		m.Fallbacks, m.NetstackDrops, m.UplinkUp, m.UplinkBackup, m.UplinkRTT, m.UplinkLoss, m.FlowEnds)
+	return m
+}
