@@ -1,24 +1,33 @@
 // Package cpe assembles hcpe: the TUN device and gVisor netstack that
-// intercept LAN TCP, the Convert client, kernel MPTCP towards hag, the uplink
-// policy and the metrics.
+// intercept LAN TCP, the Convert client, kernel MPTCP towards hag over every
+// uplink, and the metrics.
 package cpe
 
 import (
-	"context"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 
 	"hybridgw/internal/config"
+	"hybridgw/internal/metrics"
 )
 
 // CPE is one hcpe instance.
 type CPE struct {
 	cfg *config.HCPE
 	log *slog.Logger
+	m   *metrics.HCPE
+	ups *uplinks
+
+	flowSeq atomic.Uint64
+	mu      sync.Mutex
+	flows   map[*flow]struct{}
+	ready   chan struct{}
 }
 
-// New validates what the config alone cannot tell and starts nothing.
+// New checks what the config alone cannot tell and starts nothing.
 func New(cfg *config.HCPE, log *slog.Logger) (*CPE, error) {
-	return &CPE{cfg: cfg, log: log}, nil
+	return &CPE{cfg: cfg, log: log, m: metrics.NewHCPE(), flows: map[*flow]struct{}{}, ready: make(chan struct{})}, nil
 }
 
 // Summary is what hcpe logs about its config at start.
@@ -30,8 +39,8 @@ func Summary(c *config.HCPE) []any {
 	return []any{"lan", c.LAN.Interfaces, "tun", c.TUN.Name, "uplinks", ups, "hag", c.HAG.Addresses, "port", c.HAG.Port}
 }
 
-// Run serves until ctx is cancelled.
-func (c *CPE) Run(ctx context.Context) error {
-	<-ctx.Done()
-	return nil
-}
+// Metrics is hcpe's registry, for tests and the admin API.
+func (c *CPE) Metrics() *metrics.HCPE { return c.m }
+
+// Ready is closed once hcpe intercepts LAN TCP.
+func (c *CPE) Ready() <-chan struct{} { return c.ready }

@@ -112,7 +112,8 @@ type source struct {
 //   - the Client Address TLV's address when the family's egress policy is
 //     "preserve" and the address lies in the CPE's client_prefixes; outside
 //     them it is refused (32), never silently replaced, because a CPE that
-//     asks for an address it does not own is spoofing;
+//     asks for an address it does not own is spoofing. Under "share" the
+//     TLV's address is not used, so it is not checked either;
 //   - without the TLV, RFC 8803 address preservation: the peer's own
 //     address when it lies in the CPE's client_prefixes;
 //   - otherwise hag's shared address for the family ("" lets routing pick).
@@ -128,11 +129,13 @@ func chooseSource(cfg *config.HAG, cpe *config.CPE, peer netip.Addr, m *convert.
 	}
 	if ca := m.ClientAddr; ca.IsValid() {
 		a := ca.Addr().Unmap()
+		if policy != "preserve" || a.Is4() != dst.Is4() {
+			// The address would not be used (a home LAN's private IPv4
+			// behind address sharing): there is nothing to spoof.
+			return share, nil
+		}
 		if !inAny(a, cpe.Clients) {
 			return source{}, refuse(convert.NotAuthorized, "client address "+a.String()+" is outside the client_prefixes of CPE "+cpe.ID)
-		}
-		if policy != "preserve" || a.Is4() != dst.Is4() {
-			return share, nil
 		}
 		return source{Addr: netip.AddrPortFrom(a, ca.Port()), Transparent: true, Preserved: true}, nil
 	}

@@ -263,6 +263,7 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 			code, _ := convert.CodeOf(err)
 			log.Warn("bad Convert message", "code", code.String(), "err", err)
 			g.countRefusal(code)
+			g.waitEstablished(conn, log)
 			_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.Limits.ConvertReadTimeout))
 			_ = convert.WriteMsg(conn, &em)
 			closeGently(conn)
@@ -277,6 +278,7 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 
 	if !m.Has(convert.TypeConnect) {
 		// Info alone asks which TCP extensions hag supports (§6.2.3).
+		g.waitEstablished(conn, log)
 		reply := convert.Msg{SupportedExt: supportedOptions[:]}
 		_ = convert.WriteMsg(conn, &reply)
 		g.m.Flows.WithLabelValues("info").Inc()
@@ -325,6 +327,7 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 
 	// hag writes the reply as the first bytes after the server accepted;
 	// hcpe holds the LAN handshake until it arrives.
+	g.waitEstablished(conn, log)
 	ok := convert.Msg{}
 	if err := convert.WriteMsg(conn, &ok); err != nil {
 		log.Info("client gone before the reply", "err", err)
@@ -369,8 +372,18 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	log.Info("flow closed", attrs...)
 }
 
+// waitEstablished holds the first write until the MPTCP handshake is
+// complete (see mptcp.WaitEstablished), bounded by the Convert deadline.
+func (g *Gateway) waitEstablished(conn *net.TCPConn, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Limits.ConvertReadTimeout)
+	defer cancel()
+	if err := mptcp.WaitEstablished(ctx, conn); err != nil {
+		log.Info("MPTCP handshake did not complete", "err", err)
+	}
+}
+
 func (g *Gateway) countRefusal(code convert.ErrorCode) {
-	name := codeLabel(code)
+	name := metrics.Label(code.String())
 	g.m.ConvertErrors.WithLabelValues(name).Inc()
 	g.m.Flows.WithLabelValues(name).Inc()
 }
@@ -380,6 +393,7 @@ func (g *Gateway) countRefusal(code convert.ErrorCode) {
 func (g *Gateway) answer(conn *net.TCPConn, log *slog.Logger, r *refusal) {
 	log.Warn("refused", "code", r.code.String(), "why", r.why)
 	g.countRefusal(r.code)
+	g.waitEstablished(conn, log)
 	m := convert.Msg{HasError: true, Error: r.tlv}
 	_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.Limits.ConvertReadTimeout))
 	if err := convert.WriteMsg(conn, &m); err != nil {
@@ -400,24 +414,6 @@ func closeGently(conn *net.TCPConn) {
 func backOffSeconds(d time.Duration) uint8 {
 	s := d.Round(time.Second) / time.Second
 	return uint8(max(1, min(255, s)))
-}
-
-// codeLabel is the metric label of a Convert error code: lower snake case
-// of its RFC name, so labels stay bounded and readable.
-func codeLabel(c convert.ErrorCode) string {
-	b := []byte(c.String())
-	out := make([]byte, 0, len(b))
-	for _, ch := range b {
-		switch {
-		case ch >= 'A' && ch <= 'Z':
-			out = append(out, ch+'a'-'A')
-		case ch == ' ' || ch == '-':
-			out = append(out, '_')
-		case ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9':
-			out = append(out, ch)
-		}
-	}
-	return string(out)
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {

@@ -65,3 +65,22 @@ func Serve(ctx context.Context, addr string, reg *prometheus.Registry, log *slog
 		return fmt.Errorf("metrics server: %w", err)
 	}
 }
+
+// Label turns a name such as an RFC 8803 error ("Not Authorized") into a
+// label value ("not_authorized"): readable in PromQL, and bounded because
+// the names are.
+func Label(name string) string {
+	out := make([]byte, 0, len(name))
+	for i := 0; i < len(name); i++ {
+		ch := name[i]
+		switch {
+		case ch >= 'A' && ch <= 'Z':
+			out = append(out, ch+'a'-'A')
+		case ch == ' ' || ch == '-':
+			out = append(out, '_')
+		case ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '_':
+			out = append(out, ch)
+		}
+	}
+	return string(out)
+}

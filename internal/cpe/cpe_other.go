@@ -1,0 +1,14 @@
+//go:build !linux
+
+package cpe
+
+import (
+	"context"
+	"errors"
+)
+
+type uplinks struct{}
+type flow struct{}
+
+// Run needs Linux: TUN, policy routing and kernel MPTCP.
+func (c *CPE) Run(ctx context.Context) error { return errors.ErrUnsupported }

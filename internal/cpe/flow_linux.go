@@ -1,0 +1,231 @@
+package cpe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"hybridgw/internal/convert"
+	"hybridgw/internal/metrics"
+	"hybridgw/internal/mptcp"
+	"hybridgw/internal/netstack"
+	"hybridgw/internal/relay"
+)
+
+// flow is one LAN connection carried to hag.
+type flow struct {
+	id     uint64
+	lan    netstack.FlowID
+	up     *net.TCPConn
+	uplink string // of the initial subflow
+	mptcp  bool
+	start  time.Time
+	ctr    relay.Counters
+
+	mu   sync.Mutex
+	last map[subflowKey][2]uint64 // bytes acked (up), received (down) at the last poll
+}
+
+type subflowKey struct{ local, remote netip.AddrPort }
+
+// upstream is what Dial hands the netstack: the MPTCP conn and its flow.
+type upstream struct {
+	*net.TCPConn
+	f *flow
+}
+
+// dial opens the MPTCP connection for a LAN SYN with the Convert message in
+// its SYN, and returns only after hag answered: the LAN handshake completes
+// only if the server accepted. How a failure looks to the LAN host:
+//
+//   - Connection Reset (server refused) → RST: ECONNREFUSED, as direct;
+//   - Destination Unreachable → the matching ICMP unreachable;
+//   - Network Failure (hag's dial timed out) → ICMP host unreachable: an
+//     error well within the connect timeout instead of minutes of SYN
+//     retries for a host that will not answer;
+//   - Not Authorized → ICMP administratively prohibited;
+//   - hag unreachable or silent → ICMP host unreachable: the server did not
+//     refuse, the path to it failed;
+//   - anything else → RST.
+func (c *CPE) dial(ctx context.Context, id netstack.FlowID) (netstack.Upstream, error) {
+	start := time.Now()
+	f := &flow{id: c.flowSeq.Add(1), lan: id, start: start, last: map[subflowKey][2]uint64{}}
+	log := c.log.With("flow", f.id, "src", id.Src.String(), "dst", id.Dst.String())
+	fail := func(result string, reject netstack.Reject, err error) (netstack.Upstream, error) {
+		c.m.Flows.WithLabelValues(result).Inc()
+		c.m.FlowSetup.WithLabelValues("error").Observe(time.Since(start).Seconds())
+		log.Info("flow refused", "result", result, "lan_answer", reject.String(), "err", err)
+		return nil, &netstack.DialError{Reject: reject, Err: err}
+	}
+
+	hag, local, uplink, ok := c.pickPath()
+	if !ok {
+		return fail("no_uplink", netstack.RejectNetUnreachable, errors.New("no live uplink with an address"))
+	}
+	f.uplink = uplink
+	var cookie []byte
+	if len(c.cfg.HAG.KeyRaw) > 0 {
+		var err error
+		if cookie, err = convert.MakeCookie(c.cfg.HAG.KeyRaw, c.cfg.HAG.CPEID, time.Now(), id.Dst, id.Src); err != nil {
+			return fail("internal", netstack.RejectReset, err)
+		}
+	}
+	msg := convert.ConnectMsg(id.Dst, id.Src, cookie)
+	var wire [convert.MaxMsgLen]byte
+	first, err := msg.Append(wire[:0])
+	if err != nil {
+		return fail("internal", netstack.RejectReset, fmt.Errorf("encoding Connect: %w", err))
+	}
+	timeout := c.cfg.HAG.ConnectTimeout
+	conn, err := mptcp.Dial(ctx, mptcp.DialOptions{Remote: hag, Local: netip.AddrPortFrom(local, 0), Timeout: timeout}, first)
+	if err != nil {
+		if errors.Is(err, mptcp.ErrMPTCPUnavailable) {
+			return fail("mptcp_unavailable", netstack.RejectHostUnreachable, err)
+		}
+		return fail("hag_unreachable", netstack.RejectHostUnreachable, fmt.Errorf("connecting to hag %s from %s (%s): %w", hag, local, uplink, err))
+	}
+	// A cancelled ctx (shutdown, netstack's dial timeout) must end the wait
+	// for the reply too.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
+	_ = conn.SetReadDeadline(time.Now().Add(timeout))
+	var buf [convert.MaxMsgLen]byte
+	_, err = convert.ReadReply(conn, buf[:])
+	stop()
+	_ = conn.SetReadDeadline(time.Time{})
+	if err != nil {
+		conn.SetLinger(0) // the RFC: the client resets on any error
+		conn.Close()
+		var re *convert.RemoteError
+		if errors.As(err, &re) {
+			name := metrics.Label(re.Code.String())
+			c.m.ConvertErrors.WithLabelValues(name).Inc()
+			return fail(name, rejectFor(re, id.Dst.Addr().Is4()), err)
+		}
+		return fail("hag_unreachable", netstack.RejectHostUnreachable, fmt.Errorf("waiting for hag's Convert reply via %s: %w", uplink, err))
+	}
+	f.up = conn
+	f.mptcp, _ = mptcp.Check(conn)
+	if !f.mptcp {
+		c.m.Fallbacks.Inc()
+		log.Warn("connection to hag fell back to plain TCP", "uplink", uplink)
+	}
+	c.m.Flows.WithLabelValues("ok").Inc()
+	c.m.FlowSetup.WithLabelValues("ok").Observe(time.Since(start).Seconds())
+	log.Debug("flow converted", "uplink", uplink, "hag", hag.String(), "mptcp", f.mptcp, "setup", time.Since(start).Round(time.Microsecond).String())
+	return &upstream{TCPConn: conn, f: f}, nil
+}
+
+func rejectFor(re *convert.RemoteError, v4 bool) netstack.Reject {
+	switch re.Code {
+	case convert.ConnectionReset:
+		return netstack.RejectReset
+	case convert.DestinationUnreachable:
+		code, _ := re.ICMPCode()
+		switch {
+		case v4 && code == 0, !v4 && code == 0:
+			return netstack.RejectNetUnreachable
+		case v4 && (code == 9 || code == 10 || code == 13), !v4 && code == 1:
+			return netstack.RejectAdminProhibited
+		}
+		return netstack.RejectHostUnreachable
+	case convert.NetworkFailure:
+		return netstack.RejectHostUnreachable
+	case convert.NotAuthorized:
+		return netstack.RejectAdminProhibited
+	}
+	return netstack.RejectReset
+}
+
+// handle relays an established flow until both sides are done.
+func (c *CPE) handle(ctx context.Context, lan *netstack.Conn, up netstack.Upstream) {
+	u := up.(*upstream)
+	f := u.f
+	c.mu.Lock()
+	c.flows[f] = struct{}{}
+	c.mu.Unlock()
+	c.m.FlowsActive.Inc()
+	res := relay.Relay(ctx, lan, u.TCPConn, relay.Options{
+		IdleTimeout: c.cfg.Limits.IdleTimeout,
+		IsReset:     netstack.IsReset,
+		Counters:    &f.ctr,
+	})
+	c.m.FlowsActive.Dec()
+	c.pollFlow(f) // relay closed the conn: attribute what the last poll missed
+	c.mu.Lock()
+	delete(c.flows, f)
+	c.mu.Unlock()
+	c.m.FlowEnds.WithLabelValues(res.End.String()).Inc()
+	attrs := []any{"flow", f.id, "src", f.lan.Src.String(), "dst", f.lan.Dst.String(), "reason", res.End.String(),
+		"to_server", res.AtoB, "to_client", res.BtoA, "duration", time.Since(f.start).Round(time.Millisecond).String()}
+	if res.Err != nil && res.End != relay.ReasonEOF {
+		attrs = append(attrs, "err", res.Err)
+	}
+	c.log.Info("flow closed", attrs...)
+}
+
+// pollFlow adds what the flow's subflows carried since the last poll to the
+// per-uplink counters. The numbers are the kernel's (tcp_info of each
+// subflow), so a subflow's share is what really crossed that uplink.
+func (c *CPE) pollFlow(f *flow) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	subs, err := mptcp.Subflows(f.up)
+	if err != nil {
+		// Fallback or closed: account the relay's counts to the initial
+		// uplink, the only path a plain TCP connection has.
+		up, down := uint64(f.ctr.AtoB.Load()), uint64(f.ctr.BtoA.Load())
+		k := subflowKey{}
+		last := f.last[k]
+		if up > last[0] {
+			c.m.UplinkBytes.WithLabelValues(f.uplink, "up").Add(float64(up - last[0]))
+		}
+		if down > last[1] {
+			c.m.UplinkBytes.WithLabelValues(f.uplink, "down").Add(float64(down - last[1]))
+		}
+		if !f.mptcp {
+			f.last[k] = [2]uint64{max(up, last[0]), max(down, last[1])}
+		}
+		return
+	}
+	for _, s := range subs {
+		k := subflowKey{s.Local, s.Remote}
+		name := c.ups.nameOf(s.Local.Addr())
+		last := f.last[k]
+		if s.TCP.BytesAcked > last[0] {
+			c.m.UplinkBytes.WithLabelValues(name, "up").Add(float64(s.TCP.BytesAcked - last[0]))
+		}
+		if s.TCP.BytesRecv > last[1] {
+			c.m.UplinkBytes.WithLabelValues(name, "down").Add(float64(s.TCP.BytesRecv - last[1]))
+		}
+		f.last[k] = [2]uint64{max(s.TCP.BytesAcked, last[0]), max(s.TCP.BytesRecv, last[1])}
+	}
+}
+
+// pollAll refreshes the per-uplink byte counters and subflow gauges.
+func (c *CPE) pollAll() {
+	c.mu.Lock()
+	flows := make([]*flow, 0, len(c.flows))
+	for f := range c.flows {
+		flows = append(flows, f)
+	}
+	c.mu.Unlock()
+	count := map[string]int{}
+	for _, u := range c.cfg.Uplinks {
+		count[u.Name] = 0
+	}
+	for _, f := range flows {
+		c.pollFlow(f)
+		if subs, err := mptcp.Subflows(f.up); err == nil {
+			for _, s := range subs {
+				count[c.ups.nameOf(s.Local.Addr())]++
+			}
+		}
+	}
+	for name, n := range count {
+		c.m.Subflows.WithLabelValues(name).Set(float64(n))
+	}
+}

@@ -1,0 +1,334 @@
+package netstack
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// forwarder admits LAN SYNs within the bounds, dials, and completes or
+// rejects the LAN handshake.
+//
+// Admission happens in handlePacket, which gVisor calls synchronously for
+// every TCP packet that matches no endpoint, before its tcp.Forwarder. Only
+// admitted SYNs reach tcp.Forwarder.HandlePacket, which then always starts a
+// handler goroutine: the id is not in its in-flight map (ours is a superset,
+// entries leave ours only after Complete has removed them from gVisor's),
+// and its count is below its limit (ours counts the same requests and has
+// the same limit). That invariant is what lets handlePacket count the
+// goroutine in f.handlers before gVisor starts it.
+type forwarder struct {
+	cfg *Config
+	c   *counters
+
+	gs      *stack.Stack
+	tcpFwd  *tcp.Forwarder
+	rawOut  func([]byte)
+	ctx     context.Context // for Dial and Handle; cancelled at shutdown
+	cancel  context.CancelFunc
+	started bool
+
+	handlers sync.WaitGroup // handler goroutines; Add only under mu while !closing
+
+	mu       sync.Mutex
+	stopped  bool // StopAccepting: drop new SYNs
+	closing  bool // shutdown: drop new SYNs, abort flows as they appear
+	inFlight map[stack.TransportEndpointID]*pending
+	perHost  map[netip.Addr]int
+	active   map[*flow]struct{}
+}
+
+// pending is an admitted SYN.
+type pending struct {
+	src netip.Addr
+	// syn holds the SYN's IP and TCP headers, quoted in an ICMP error if
+	// Dial asks for one.
+	syn   []byte
+	proto tcpip.NetworkProtocolNumber
+}
+
+type flow struct {
+	lan *Conn
+	up  Upstream
+}
+
+func newForwarder(cfg *Config, c *counters) *forwarder {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &forwarder{
+		cfg:      cfg,
+		c:        c,
+		ctx:      ctx,
+		cancel:   cancel,
+		inFlight: make(map[stack.TransportEndpointID]*pending),
+		perHost:  make(map[netip.Addr]int),
+		active:   make(map[*flow]struct{}),
+	}
+}
+
+func (f *forwarder) attach(gs *stack.Stack, tcpFwd *tcp.Forwarder, rawOut func([]byte)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gs, f.tcpFwd, f.rawOut, f.started = gs, tcpFwd, rawOut, true
+}
+
+func (f *forwarder) gauges() (inFlight, active int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.inFlight), len(f.active)
+}
+
+func (f *forwarder) outboundDrops() uint64 {
+	f.mu.Lock()
+	gs := f.gs
+	f.mu.Unlock()
+	if gs == nil {
+		return 0
+	}
+	return gs.Stats().NICs.TxPacketsDroppedNoBufferSpace.Value()
+}
+
+func (f *forwarder) stopAccepting() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = true
+}
+
+func (f *forwarder) isShutdown() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.closing
+}
+
+// handlePacket is the TCP protocol's default handler: it sees every TCP
+// packet that no endpoint claimed. Non-SYNs are left to gVisor (returning
+// false makes it answer with a RST). It runs in the TUN reader goroutine.
+func (f *forwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+	th := header.TCP(pkt.TransportHeader().Slice())
+	if len(th) < header.TCPMinimumSize {
+		return false
+	}
+	if fl := th.Flags(); !fl.Contains(header.TCPFlagSyn) || fl.Contains(header.TCPFlagAck) {
+		return false
+	}
+	src := toAddr(id.RemoteAddress)
+
+	f.mu.Lock()
+	if _, ok := f.inFlight[id]; ok {
+		// A retransmission of a SYN we are still dialling for: absorb it,
+		// as gVisor's forwarder would.
+		f.mu.Unlock()
+		return true
+	}
+	var drop *countersDrop
+	switch {
+	case f.closing || f.stopped:
+		drop = &f.c.dropStopped
+	case len(f.inFlight) >= f.cfg.MaxInFlight:
+		drop = &f.c.dropInFlight
+	case f.perHost[src] >= f.cfg.MaxInFlightPerHost:
+		drop = &f.c.dropPerHost
+	case len(f.inFlight)+len(f.active) >= f.cfg.MaxFlows:
+		drop = &f.c.dropFlows
+	}
+	if drop != nil {
+		f.mu.Unlock()
+		drop.Add(1)
+		return true
+	}
+	p := &pending{src: src, proto: pkt.NetworkProtocolNumber}
+	p.syn = append(append(make([]byte, 0, len(pkt.NetworkHeader().Slice())+len(th)),
+		pkt.NetworkHeader().Slice()...), th...)
+	f.inFlight[id] = p
+	f.perHost[src]++
+	f.handlers.Add(1)
+	f.mu.Unlock()
+
+	if !f.tcpFwd.HandlePacket(id, pkt) {
+		// Not a valid SYN after all (bad checksum): no goroutine started.
+		f.release(id, p)
+		f.handlers.Done()
+		return false
+	}
+	f.c.syns.Add(1)
+	return true
+}
+
+// countersDrop is the type of the drop counters.
+type countersDrop = atomic.Uint64
+
+// release forgets an in-flight request.
+func (f *forwarder) release(id stack.TransportEndpointID, p *pending) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.releaseLocked(id, p)
+}
+
+func (f *forwarder) releaseLocked(id stack.TransportEndpointID, p *pending) {
+	delete(f.inFlight, id)
+	if f.perHost[p.src]--; f.perHost[p.src] <= 0 {
+		delete(f.perHost, p.src)
+	}
+}
+
+// handle runs in the goroutine gVisor's forwarder starts for each admitted
+// SYN: dial, then complete or reject the LAN handshake, then serve.
+func (f *forwarder) handle(r *tcp.ForwarderRequest) {
+	defer f.handlers.Done()
+	id := r.ID()
+	f.mu.Lock()
+	p := f.inFlight[id]
+	f.mu.Unlock()
+
+	fid := FlowID{
+		Src: netip.AddrPortFrom(p.src, id.RemotePort),
+		Dst: netip.AddrPortFrom(toAddr(id.LocalAddress), id.LocalPort),
+	}
+	dctx, cancel := context.WithTimeout(f.ctx, f.cfg.DialTimeout)
+	up, err := f.cfg.Dial(dctx, fid)
+	cancel()
+	if err == nil && up == nil {
+		err = errors.New("netstack: Dial returned no upstream and no error")
+	}
+	if err != nil {
+		f.c.dialErrors.Add(1)
+		f.reject(r, p, err)
+		f.release(id, p)
+		return
+	}
+	if f.isShutdown() {
+		_ = up.Close()
+		r.Complete(false)
+		f.release(id, p)
+		return
+	}
+
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		// The LAN host reset, or never sent its final ACK.
+		f.c.handshakeFails.Add(1)
+		r.Complete(true)
+		_ = up.Close()
+		f.release(id, p)
+		return
+	}
+	r.Complete(false)
+	lan := newConn(&wq, ep, fid)
+	fl := &flow{lan: lan, up: up}
+
+	// Move the request from in flight to active in one step, so that the
+	// MaxFlows bound never sees it in neither or both.
+	f.mu.Lock()
+	f.releaseLocked(id, p)
+	if f.closing {
+		f.mu.Unlock()
+		lan.Abort()
+		_ = up.Close()
+		return
+	}
+	f.active[fl] = struct{}{}
+	f.mu.Unlock()
+	f.c.flows.Add(1)
+
+	f.cfg.Handle(f.ctx, lan, up)
+	_ = lan.Close()
+	_ = up.Close()
+
+	f.mu.Lock()
+	delete(f.active, fl)
+	f.mu.Unlock()
+}
+
+// reject answers a SYN whose Dial failed.
+func (f *forwarder) reject(r *tcp.ForwarderRequest, p *pending, err error) {
+	how := RejectReset
+	var de *DialError
+	if errors.As(err, &de) {
+		how = de.Reject
+	}
+	switch how {
+	case RejectDrop:
+		r.Complete(false)
+	case RejectHostUnreachable, RejectNetUnreachable, RejectAdminProhibited:
+		r.Complete(false)
+		if b := unreachable(p.syn, p.proto, how, Offset); b != nil {
+			f.rawOut(b)
+			return
+		}
+		// Could not quote the SYN (IPv6 extension headers): fall back.
+		fallthrough
+	default:
+		r.Complete(true)
+	}
+}
+
+// shutdown stops admission, cancels Dial and Handle, resets active flows
+// and waits for every handler goroutine. gVisor and the link keep running
+// so that handshakes can be aborted and RSTs go out.
+func (f *forwarder) shutdown() {
+	f.mu.Lock()
+	f.closing = true
+	started := f.started
+	f.mu.Unlock()
+	f.cancel()
+	if !started {
+		return
+	}
+	done := make(chan struct{})
+	// Owned: it ends when the last handler does, which this function waits for.
+	go func() {
+		f.handlers.Wait()
+		close(done)
+	}()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		// Repeat: a handler may be between Dial and CreateEndpoint, and
+		// its endpoint registers only then.
+		f.abortAll()
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// abortAll resets every active flow's LAN side, closes its upstream, and
+// aborts every endpoint gVisor knows (handshakes included).
+func (f *forwarder) abortAll() {
+	f.mu.Lock()
+	flows := make([]*flow, 0, len(f.active))
+	for fl := range f.active {
+		flows = append(flows, fl)
+	}
+	f.mu.Unlock()
+	for _, fl := range flows {
+		fl.lan.Abort()
+		_ = fl.up.Close()
+	}
+	for _, ep := range f.gs.RegisteredEndpoints() {
+		ep.Abort()
+	}
+}
+
+// toAddr converts a gVisor address; tcpip.Address.As16 panics on a 4-byte
+// address, so the length decides.
+func toAddr(a tcpip.Address) netip.Addr {
+	switch a.Len() {
+	case 4:
+		return netip.AddrFrom4(a.As4())
+	case 16:
+		return netip.AddrFrom16(a.As16())
+	}
+	return netip.Addr{}
+}

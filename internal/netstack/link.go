@@ -1,0 +1,181 @@
+package netstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+)
+
+const (
+	// outboundQueueLen is the channel endpoint's queue towards the TUN.
+	// gVisor drops what does not fit (TCP then retransmits), so it holds
+	// several windows' worth of bursts; 1024 full-size packets are 1.5 MB.
+	outboundQueueLen = 1024
+	// writeBatch is how many queued packets one TUN write takes. wireguard-go
+	// coalesces consecutive segments of a batch into one super-packet, so
+	// larger batches mean fewer syscalls; each batch slot needs a 64 KiB
+	// buffer to coalesce into, so this is also 4 MiB of memory.
+	writeBatch = 64
+	// maxCoalesced is the largest packet wireguard-go builds by coalescing.
+	maxCoalesced = 65535
+)
+
+// run is Run's body; see Run for the shutdown order.
+func (s *Stack) run(ctx context.Context) error {
+	ep := channel.New(outboundQueueLen, uint32(s.cfg.MTU), "")
+	gs, err := newGVisor(ep)
+	if err != nil {
+		return errors.Join(err, s.cfg.Device.Close())
+	}
+	// gVisor's own in-flight bound is set to ours; ours is checked first
+	// and is never looser, so gVisor's never fires (its drops would be
+	// uncounted and would break our accounting, see handlePacket).
+	tcpFwd := tcp.NewForwarder(gs, initialRcvBuffer, s.cfg.MaxInFlight, s.fwd.handle)
+	s.fwd.attach(gs, tcpFwd, s.writeRaw)
+	gs.SetTransportProtocolHandler(tcp.ProtocolNumber, s.fwd.handlePacket)
+
+	var wg sync.WaitGroup
+	readErr := make(chan error, 1)
+	wg.Go(func() { readErr <- s.readLoop(ep) })
+	wctx, stopWriter := context.WithCancel(context.Background())
+	writerDone := make(chan struct{})
+	wg.Go(func() {
+		defer close(writerDone)
+		s.writeLoop(wctx, ep)
+	})
+
+	select {
+	case <-ctx.Done():
+	case err = <-readErr:
+	}
+	s.fwd.shutdown()
+	gs.Close()
+	// The writer flushes what is queued (the RSTs of aborted flows) and
+	// exits; only then is the device closed under it.
+	stopWriter()
+	<-writerDone
+	derr := s.cfg.Device.Close()
+	ep.Close()
+	wg.Wait()
+	gs.Wait()
+	if err == nil && derr != nil {
+		err = fmt.Errorf("netstack: closing device: %w", derr)
+	}
+	return err
+}
+
+// readLoop reads batches from the TUN and injects every packet into gVisor.
+// It returns nil when the device is closed during shutdown.
+func (s *Stack) readLoop(ep *channel.Endpoint) error {
+	dev := s.cfg.Device
+	n := max(dev.BatchSize(), 1)
+	bufs := make([][]byte, n)
+	sizes := make([]int, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, s.cfg.MTU)
+	}
+	streak := 0
+	for {
+		cnt, err := dev.Read(bufs, sizes, 0)
+		for i := range cnt {
+			inject(ep, bufs[i][:sizes[i]])
+		}
+		if err == nil {
+			streak = 0
+			continue
+		}
+		if s.fwd.isShutdown() {
+			// The device is being closed under us; whatever it reports
+			// now (closed file, wireguard-go's netlink listener ending)
+			// is the end.
+			return nil
+		}
+		if errors.Is(err, os.ErrClosed) {
+			return fmt.Errorf("netstack: reading TUN: %w", err)
+		}
+		// Per-packet errors (a malformed virtio header, a GSO packet with
+		// more segments than buffers) lose that packet only. Log the first
+		// of a streak; back off if the device keeps failing.
+		s.c.tunReadErrors.Add(1)
+		if streak == 0 {
+			s.cfg.Logger.Warn("netstack: reading TUN", "err", err)
+		}
+		streak++
+		if streak > 100 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// inject hands one IP packet to gVisor, which copies it.
+func inject(ep *channel.Endpoint, b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	var proto = header.IPv4ProtocolNumber
+	switch b[0] >> 4 {
+	case 4:
+	case 6:
+		proto = header.IPv6ProtocolNumber
+	default:
+		return
+	}
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
+	ep.InjectInbound(proto, pkt)
+	pkt.DecRef()
+}
+
+// writeLoop takes what gVisor queued, up to writeBatch packets at a time,
+// and writes each batch with one Write so that wireguard-go can coalesce
+// it. When ctx is cancelled it writes what is still queued and returns.
+func (s *Stack) writeLoop(ctx context.Context, ep *channel.Endpoint) {
+	bufs := make([][]byte, writeBatch)
+	for i := range bufs {
+		bufs[i] = make([]byte, Offset, Offset+maxCoalesced)
+	}
+	for {
+		pkt := ep.ReadContext(ctx)
+		if pkt == nil {
+			pkt = ep.Read() // ctx is done: flush
+		}
+		if pkt == nil {
+			return
+		}
+		n := 0
+		for pkt != nil {
+			// Write may have swapped and extended the slices while
+			// coalescing; each still has its own full capacity.
+			b := bufs[n][:Offset]
+			for _, v := range pkt.AsSlices() {
+				b = append(b, v...)
+			}
+			pkt.DecRef()
+			bufs[n] = b
+			n++
+			if n == len(bufs) {
+				break
+			}
+			pkt = ep.Read()
+		}
+		if _, err := s.cfg.Device.Write(bufs[:n], Offset); err != nil {
+			s.c.tunWriteErrors.Add(1)
+		}
+	}
+}
+
+// writeRaw writes one packet that did not come from gVisor (an ICMP error)
+// straight to the TUN; b has Offset bytes of headroom.
+func (s *Stack) writeRaw(b []byte) {
+	if _, err := s.cfg.Device.Write([][]byte{b}, Offset); err != nil {
+		s.c.tunWriteErrors.Add(1)
+	}
+}

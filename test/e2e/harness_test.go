@@ -1,0 +1,361 @@
+// Package e2e runs the real hcpe and hag binaries, configured by the example
+// configs, in the lab topology (internal/netlab) and judges the system as an
+// operator would: bytes intact, addresses preserved, links failing.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"hybridgw/internal/netlab"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hybridgw-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	for _, name := range []string{"hcpe", "hag"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), "hybridgw/cmd/"+name).CombinedOutput()
+		if err != nil {
+			os.RemoveAll(dir)
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", name, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemon is a running hcpe or hag.
+type daemon struct {
+	name   string
+	cmd    *exec.Cmd
+	log    string
+	exited chan error
+}
+
+func startDaemon(t *testing.T, ns *netlab.NS, name, cfg string) *daemon {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{name: name, log: logPath, exited: make(chan error, 1)}
+	d.cmd = exec.Command("ip", "netns", "exec", ns.Name, filepath.Join(binDir, name), "run", "-c", cfg)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.exited <- d.cmd.Wait(); logf.Close() }()
+	t.Cleanup(func() {
+		d.stop(t)
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("%s log:\n%s", name, tail(string(b), 60))
+		}
+	})
+	return d
+}
+
+// stop sends SIGTERM and waits; a daemon that does not stop in 10 s is
+// killed and the test fails.
+func (d *daemon) stop(t *testing.T) {
+	if d.cmd.ProcessState != nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.exited:
+		d.exited <- err
+		if err != nil {
+			t.Errorf("%s exited with %v", d.name, err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = d.cmd.Process.Kill()
+		t.Errorf("%s did not stop within 10 s of SIGTERM", d.name)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// system is the lab with hag and hcpe running and the test servers up.
+type system struct {
+	lab      *netlab.Lab
+	hag, cpe *daemon
+	srv      *servers
+}
+
+func configPath(name string) string {
+	p, _ := filepath.Abs(filepath.Join("..", "..", "configs", name))
+	return p
+}
+
+func startSystem(t *testing.T) *system {
+	t.Helper()
+	lab := netlab.New(t, netlab.Options{})
+	s := &system{lab: lab}
+	s.srv = startServers(t, lab.SRV)
+	s.hag = startDaemon(t, lab.HAG, "hag", configPath("hag.yaml"))
+	waitFor(t, "hag listening", 10*time.Second, func() bool {
+		out, _ := lab.HAG.Output("ss", "-Hltn", "sport", "= :5124")
+		return strings.Count(out, "LISTEN") >= 2
+	})
+	s.cpe = startDaemon(t, lab.CPE, "hcpe", configPath("hcpe.yaml"))
+	waitFor(t, "hcpe steering LAN TCP", 10*time.Second, func() bool {
+		out, _ := lab.CPE.Output("ip", "rule")
+		return strings.Contains(out, "iif lan")
+	})
+	return s
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// dialFromClient connects from the LAN client namespace.
+func (s *system) dial(ctx context.Context, dst netip.AddrPort) (*net.TCPConn, error) {
+	var c net.Conn
+	err := s.lab.LAN.Do(func() (err error) {
+		d := net.Dialer{Timeout: 10 * time.Second}
+		c, err = d.DialContext(ctx, "tcp", dst.String())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+// metric scrapes one sample of hcpe's metrics (summing label sets that
+// contain every given fragment).
+func (s *system) metric(t *testing.T, ns *netlab.NS, port int, name string, fragments ...string) float64 {
+	t.Helper()
+	out, err := ns.Output("bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3", port))
+	if err != nil {
+		t.Fatalf("scraping metrics: %v", err)
+	}
+	var sum float64
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		match := true
+		for _, f := range fragments {
+			match = match && strings.Contains(line, f)
+		}
+		if !match {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscanf(line[strings.LastIndexByte(line, ' ')+1:], "%g", &v); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// servers runs in the server namespace:
+//
+//	:8080 echo-hash: reads to EOF, answers "<peer addr> <sha256 hex>", closes
+//	:8081 source: reads an 8-byte size and 8-byte seed, sends that many seeded
+//	      bytes, half-closes, then reads to EOF and records the peer's answer
+//	:8082 sink+source: reads size+seed, then reads to EOF while... (see uploads)
+type servers struct {
+	mu    sync.Mutex
+	peers []netip.AddrPort
+}
+
+func startServers(t *testing.T, ns *netlab.NS) *servers {
+	s := &servers{}
+	var wg sync.WaitGroup
+	var lns []net.Listener
+	t.Cleanup(func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		wg.Wait()
+	})
+	for port, handle := range map[int]func(net.Conn){8080: s.echoHash, 8081: s.source} {
+		var ln net.Listener
+		if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port)); return }); err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var cw sync.WaitGroup
+			defer cw.Wait()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				cw.Add(1)
+				go func() {
+					defer cw.Done()
+					defer c.Close()
+					ra := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+					s.mu.Lock()
+					s.peers = append(s.peers, netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port()))
+					s.mu.Unlock()
+					handle(c)
+				}()
+			}
+		}()
+	}
+	return s
+}
+
+func (s *servers) echoHash(c net.Conn) {
+	h := sha256.New()
+	if _, err := io.Copy(h, c); err != nil {
+		return
+	}
+	ra := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	fmt.Fprintf(c, "%s %x", netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port()), h.Sum(nil))
+}
+
+// source sends size seeded bytes, half-closes first, then keeps reading
+// what the client sends until EOF and echoes its hash: the client can
+// check both directions after the server's half-close.
+func (s *servers) source(c net.Conn) {
+	var hdr [16]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		return
+	}
+	n, seed := binary.BigEndian.Uint64(hdr[:8]), binary.BigEndian.Uint64(hdr[8:])
+	if _, err := io.CopyN(c, seeded(seed), int64(n)); err != nil {
+		return
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	_, _ = io.Copy(io.Discard, c)
+}
+
+func seeded(seed uint64) io.Reader {
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
+	return bufio.NewReaderSize(readerFunc(rand.NewChaCha8(key).Read), 64<<10)
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(b []byte) (int, error) { return f(b) }
+
+// download asks :8081 for n seeded bytes and checks them; it returns the
+// bytes received and the longest gap between two reads.
+func (s *system) download(ctx context.Context, dst netip.AddrPort, n uint64, seed uint64) (got int64, gap time.Duration, err error) {
+	c, err := s.dial(ctx, dst)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var hdr [16]byte
+	binary.BigEndian.PutUint64(hdr[:8], n)
+	binary.BigEndian.PutUint64(hdr[8:], seed)
+	if _, err := c.Write(hdr[:]); err != nil {
+		return 0, 0, err
+	}
+	want := sha256.New()
+	if _, err := io.CopyN(want, seeded(seed), int64(n)); err != nil {
+		return 0, 0, err
+	}
+	h := sha256.New()
+	buf := make([]byte, 64<<10)
+	last := time.Now()
+	for {
+		k, rerr := c.Read(buf)
+		if k > 0 {
+			if d := time.Since(last); d > gap {
+				gap = d
+			}
+			last = time.Now()
+			h.Write(buf[:k])
+			got += int64(k)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return got, gap, rerr
+		}
+	}
+	if uint64(got) != n {
+		return got, gap, fmt.Errorf("received %d bytes, want %d", got, n)
+	}
+	if string(h.Sum(nil)) != string(want.Sum(nil)) {
+		return got, gap, errors.New("downloaded bytes differ from what the server sent")
+	}
+	c.CloseWrite()
+	return got, gap, nil
+}
+
+// upload sends n seeded bytes to :8080, half-closes, and checks the
+// server's hash; it returns the address the server saw.
+func (s *system) upload(ctx context.Context, dst netip.AddrPort, n uint64, seed uint64) (string, error) {
+	c, err := s.dial(ctx, dst)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	h := sha256.New()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := io.CopyN(io.MultiWriter(c, h), seeded(seed), int64(n))
+		if err == nil {
+			err = c.CloseWrite()
+		}
+		errc <- err
+	}()
+	reply, rerr := io.ReadAll(c)
+	if err := <-errc; err != nil {
+		return "", fmt.Errorf("sending: %w", err)
+	}
+	if rerr != nil {
+		return "", fmt.Errorf("reading the server's hash: %w", rerr)
+	}
+	peer, sum, _ := strings.Cut(string(reply), " ")
+	if sum != fmt.Sprintf("%x", h.Sum(nil)) {
+		return peer, fmt.Errorf("server hashed %q, want %x", sum, h.Sum(nil))
+	}
+	return peer, nil
+}
