@@ -148,13 +148,12 @@ func (c *CPE) handle(ctx context.Context, lan *netstack.Conn, up netstack.Upstre
 	c.flows[f] = struct{}{}
 	c.mu.Unlock()
 	c.m.FlowsActive.Inc()
-	res := relay.Relay(ctx, lan, u.TCPConn, relay.Options{
+	res := relay.Relay(ctx, lan, &finalPoll{TCPConn: u.TCPConn, poll: func() { c.pollFlow(f) }}, relay.Options{
 		IdleTimeout: c.cfg.Limits.IdleTimeout,
 		IsReset:     netstack.IsReset,
 		Counters:    &f.ctr,
 	})
 	c.m.FlowsActive.Dec()
-	c.pollFlow(f) // relay closed the conn: attribute what the last poll missed
 	c.mu.Lock()
 	delete(c.flows, f)
 	c.mu.Unlock()
@@ -166,6 +165,24 @@ func (c *CPE) handle(ctx context.Context, lan *netstack.Conn, up netstack.Upstre
 	}
 	c.log.Info("flow closed", attrs...)
 }
+
+// finalPoll reads the subflow counters one last time as the relay closes
+// the MPTCP socket: after Close they are gone, and the last second of a
+// flow would go unaccounted.
+type finalPoll struct {
+	*net.TCPConn
+	poll func()
+	once sync.Once
+}
+
+func (p *finalPoll) Close() error {
+	p.once.Do(p.poll)
+	return p.TCPConn.Close()
+}
+
+// Abort makes the relay's reset a RST: the wrapper hides *net.TCPConn from
+// its type switch.
+func (p *finalPoll) Abort() { _ = p.TCPConn.SetLinger(0) }
 
 // pollFlow adds what the flow's subflows carried since the last poll to the
 // per-uplink counters. The numbers are the kernel's (tcp_info of each

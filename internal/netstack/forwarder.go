@@ -128,7 +128,7 @@ func (f *forwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Packet
 		f.mu.Unlock()
 		return true
 	}
-	var drop *countersDrop
+	var drop *atomic.Uint64
 	switch {
 	case f.closing || f.stopped:
 		drop = &f.c.dropStopped
@@ -161,9 +161,6 @@ func (f *forwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Packet
 	f.c.syns.Add(1)
 	return true
 }
-
-// countersDrop is the type of the drop counters.
-type countersDrop = atomic.Uint64
 
 // release forgets an in-flight request.
 func (f *forwarder) release(id stack.TransportEndpointID, p *pending) {
