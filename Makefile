@@ -13,7 +13,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_FLAGS ?= -count=1 -p 1 -timeout 25m
 FUZZTIME ?= 10s
 
-.PHONY: all build test test-short lint fuzz bench clean
+.PHONY: all build test test-short lint fuzz clean
 all: build
 
 build: bin/hcpe bin/hag bin/hglab
@@ -46,11 +46,6 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
-
-## bench: benchmarks that measure throughput, latency and memory; writes bench/out/.
-bench: build
-	mkdir -p bench/out
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./internal/... | tee bench/out/go-bench.txt
 
 clean:
 	rm -rf bin bench/out
