@@ -21,6 +21,16 @@ func DefaultHCPE() *HCPE {
 			Flows:              8192,
 			IdleTimeout:        2 * time.Hour,
 		},
+		Policy: Policy{
+			// DSL already queues above 80 % of its rate; the gap to 60 %
+			// keeps one load change from crossing both thresholds.
+			OverflowOn: 0.8, OverflowOff: 0.6,
+			// A new LTE subflow needs a few RTTs to ramp up; one page load
+			// must not toggle MP_PRIO twice.
+			MinHold: 5 * time.Second,
+			// Normal LTE-over-DSL RTT gaps (20-60 ms) do not trip it.
+			RTTGuard: 150 * time.Millisecond, RTTGuardHysteresis: 50 * time.Millisecond,
+		},
 		Admin: Listen{Listen: "/run/hcpe/admin.sock"},
 	}
 }

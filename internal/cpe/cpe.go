@@ -14,10 +14,11 @@ import (
 
 // CPE is one hcpe instance.
 type CPE struct {
-	cfg *config.HCPE
-	log *slog.Logger
-	m   *metrics.HCPE
-	ups *uplinks
+	cfg    *config.HCPE
+	log    *slog.Logger
+	m      *metrics.HCPE
+	ups    *uplinks
+	health *health
 
 	flowSeq atomic.Uint64
 	mu      sync.Mutex

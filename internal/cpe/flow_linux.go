@@ -38,8 +38,9 @@ type upstream struct {
 	f *flow
 }
 
-// dial opens the MPTCP connection for a LAN SYN with the Convert message in
-// its SYN, and returns only after hag answered: the LAN handshake completes
+// dial opens the MPTCP connection for a LAN SYN with the Convert message as
+// its first bytes (in the SYN with hag.fast_open), and returns only after
+// hag answered: the LAN handshake completes
 // only if the server accepted. How a failure looks to the LAN host:
 //
 //   - Connection Reset (server refused) → RST: ECONNREFUSED, as direct;
@@ -81,7 +82,18 @@ func (c *CPE) dial(ctx context.Context, id netstack.FlowID) (netstack.Upstream, 
 		return fail("internal", netstack.RejectReset, fmt.Errorf("encoding Connect: %w", err))
 	}
 	timeout := c.cfg.HAG.ConnectTimeout
-	conn, err := mptcp.Dial(ctx, mptcp.DialOptions{Remote: hag, Local: netip.AddrPortFrom(local, 0), Timeout: timeout}, first)
+	var synData []byte
+	if c.cfg.HAG.FastOpen {
+		synData = first
+	}
+	conn, err := mptcp.Dial(ctx, mptcp.DialOptions{Remote: hag, Local: netip.AddrPortFrom(local, 0), Timeout: timeout}, synData)
+	if err == nil && synData == nil {
+		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
+		if _, err = conn.Write(first); err != nil {
+			conn.Close()
+		}
+		_ = conn.SetWriteDeadline(time.Time{})
+	}
 	if err != nil {
 		if errors.Is(err, mptcp.ErrMPTCPUnavailable) {
 			return fail("mptcp_unavailable", netstack.RejectHostUnreachable, err)

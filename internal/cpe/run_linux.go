@@ -53,6 +53,12 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 	defer func() { stopUplinks(); wg.Wait() }()
 	<-upReady
 
+	c.health = newHealth(c)
+	hctx, stopHealth := context.WithCancel(context.Background())
+	wg.Add(1)
+	go func() { defer wg.Done(); c.health.run(hctx) }()
+	defer stopHealth()
+
 	dev, err := tun.Open(c.cfg.TUN.Name, c.cfg.TUN.MTU)
 	if err != nil {
 		return fmt.Errorf("opening TUN %s: %w", c.cfg.TUN.Name, err)
@@ -153,8 +159,9 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 // new flow: the first configured hag address for whose family a live
 // uplink has an address.
 func (c *CPE) pickPath() (hag netip.AddrPort, local netip.Addr, uplink string, ok bool) {
+	first := c.health.first()
 	for _, a := range c.cfg.HAG.Addrs {
-		if src, name, found := c.ups.source(a.Is6(), nil); found {
+		if src, name, found := c.ups.source(a.Is6(), first, c.health.usable); found {
 			return netip.AddrPortFrom(a, uint16(c.cfg.HAG.Port)), src, name, true
 		}
 	}

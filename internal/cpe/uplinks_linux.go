@@ -269,12 +269,21 @@ func (u *uplinks) removeAll() {
 }
 
 // source picks the address the initial subflow of a new connection to a
-// hag address of family v6 binds to: the first live, non-backup uplink
-// with an address of that family, in config order (primary/bond first
-// by convention); a backup uplink only when nothing else is alive.
-func (u *uplinks) source(v6 bool, alive func(name string) bool) (netip.Addr, string, bool) {
+// hag address of family v6 binds to: the policy's first uplink when it has
+// such an address; else the first live, non-backup uplink with one, in
+// config order; a backup uplink only when nothing else is alive.
+func (u *uplinks) source(v6 bool, first string, alive func(name string) bool) (netip.Addr, string, bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	for _, up := range u.ups {
+		if up.cfg.Name == first && up.up {
+			for a := range up.addrs {
+				if a.Is6() == v6 {
+					return a, up.cfg.Name, true
+				}
+			}
+		}
+	}
 	for _, pass := range []bool{false, true} {
 		for _, up := range u.ups {
 			if !up.up || up.backup != pass || (alive != nil && !alive(up.cfg.Name)) {
@@ -325,4 +334,21 @@ func (u *uplinks) setBackup(name string, backup bool) error {
 		return errors.Join(errs...)
 	}
 	return nil
+}
+
+// addrOf returns one of the uplink's addresses of the family, if any.
+func (u *uplinks) addrOf(name string, v6 bool) (netip.Addr, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, up := range u.ups {
+		if up.cfg.Name != name || !up.up {
+			continue
+		}
+		for a := range up.addrs {
+			if a.Is6() == v6 {
+				return a, true
+			}
+		}
+	}
+	return netip.Addr{}, false
 }

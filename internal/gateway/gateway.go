@@ -24,6 +24,7 @@ import (
 	"hybridgw/internal/convert"
 	"hybridgw/internal/metrics"
 	"hybridgw/internal/mptcp"
+	"hybridgw/internal/probe"
 	"hybridgw/internal/relay"
 )
 
@@ -134,6 +135,39 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.addrs = append(g.addrs, ln.Addr())
 		g.own[a] = true
 		g.log.Info("listening", "addr", ln.Addr().String(), "mptcp", true, "tfo", true)
+	}
+
+	// Health probes from CPEs arrive on the same addresses and port, over
+	// UDP (internal/probe); only CPEs with a key can be answered.
+	probes := &probe.Server{Keys: func(id string) ([]byte, bool) {
+		c := g.cfg.CPEByID(id)
+		if c == nil || len(c.KeyRaw) == 0 {
+			return nil, false
+		}
+		return c.KeyRaw, true
+	}}
+	probeCtx, stopProbes := context.WithCancel(context.Background())
+	var pwg sync.WaitGroup
+	defer func() { stopProbes(); pwg.Wait() }()
+	for _, a := range g.cfg.Listen.Addrs {
+		network := "udp6"
+		if a.Is4() {
+			network = "udp4"
+		} else if a.IsUnspecified() {
+			network = "udp"
+		}
+		uc, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(g.cfg.Listen.Port))))
+		if err != nil {
+			return fmt.Errorf("listening for health probes on %s: %w", a, err)
+		}
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			defer uc.Close()
+			if err := probes.Serve(probeCtx, uc); err != nil {
+				g.log.Error("probe server stopped", "addr", uc.LocalAddr().String(), "err", err)
+			}
+		}()
 	}
 
 	metricsCtx, stopMetrics := context.WithCancel(context.Background())

@@ -15,7 +15,7 @@ import (
 type transparent struct{}
 
 func installTransparent(config.Transparent) (*transparent, error) { return nil, errors.ErrUnsupported }
-func (t *transparent) remove() error                                 { return nil }
+func (t *transparent) remove() error                              { return nil }
 
 func dialServer(context.Context, netip.AddrPort, source, time.Duration) (*net.TCPConn, error) {
 	return nil, errors.ErrUnsupported

@@ -16,6 +16,7 @@ import (
 )
 
 const (
+	earlyWake = 1500 * time.Microsecond
 	// batchSize is the most packets one read yields (a 64 KiB GSO packet
 	// split at the MSS) and one write takes.
 	batchSize = conn.IdealBatchSize
@@ -272,6 +273,19 @@ func (l *Link) forward(ctx context.Context, src, dst tun.Device, dir *direction,
 		next, err := l.flush(dst, dir, stage, out)
 		if err != nil {
 			return err
+		}
+		// Go's timers wake up to a millisecond late (the netpoller waits in
+		// whole milliseconds): arm the deadline early and sleep the last
+		// stretch with nanosleep, which is accurate to tens of µs.
+		if !next.IsZero() {
+			if w := time.Until(next); w <= earlyWake {
+				if w > 0 {
+					ts := unix.NsecToTimespec(w.Nanoseconds())
+					_ = unix.Nanosleep(&ts, nil)
+				}
+				continue
+			}
+			next = next.Add(-earlyWake)
 		}
 		// Re-arming costs a runtime timer update (and sometimes a netpoller
 		// wake-up): skip it when the deadline already in place is right.
