@@ -16,7 +16,7 @@ import (
 )
 
 const (
-	earlyWake = 1500 * time.Microsecond
+	timerSlack = 800 * time.Microsecond
 	// batchSize is the most packets one read yields (a 64 KiB GSO packet
 	// split at the MSS) and one write takes.
 	batchSize = conn.IdealBatchSize
@@ -274,18 +274,15 @@ func (l *Link) forward(ctx context.Context, src, dst tun.Device, dir *direction,
 		if err != nil {
 			return err
 		}
-		// Go's timers wake up to a millisecond late (the netpoller waits in
-		// whole milliseconds): arm the deadline early and sleep the last
-		// stretch with nanosleep, which is accurate to tens of µs.
+		// Go's timers wake up late (the netpoller waits in whole
+		// milliseconds; measured here: 0.78 ms median on a 7.5 ms wait),
+		// which added ~1.6 ms to every round trip. Arm the deadline early
+		// and let flush release what falls due within the same slack: on
+		// average a packet now leaves on time. Sleeping out the remainder
+		// instead (nanosleep) was accurate but blocked reads, and cost 17 %
+		// of the rate at 20 Mbit/s.
 		if !next.IsZero() {
-			if w := time.Until(next); w <= earlyWake {
-				if w > 0 {
-					ts := unix.NsecToTimespec(w.Nanoseconds())
-					_ = unix.Nanosleep(&ts, nil)
-				}
-				continue
-			}
-			next = next.Add(-earlyWake)
+			next = next.Add(-timerSlack)
 		}
 		// Re-arming costs a runtime timer update (and sometimes a netpoller
 		// wake-up): skip it when the deadline already in place is right.
@@ -330,7 +327,7 @@ func (l *Link) forward(ctx context.Context, src, dst tun.Device, dir *direction,
 // next one will be (zero: none queued).
 func (l *Link) flush(dst tun.Device, dir *direction, stage, out [][]byte) (time.Time, error) {
 	for {
-		n, bytes, next := dir.release(time.Now(), stage, writeOffset, out)
+		n, bytes, next := dir.release(time.Now().Add(timerSlack), stage, writeOffset, out)
 		if n == 0 {
 			return next, nil
 		}

@@ -82,8 +82,11 @@ func startDaemon(t *testing.T, ns *netlab.NS, name, cfg string) *daemon {
 // stop sends SIGTERM and waits; a daemon that does not stop in 10 s is
 // killed and the test fails.
 func (d *daemon) stop(t *testing.T) {
-	if d.cmd.ProcessState != nil {
+	select {
+	case err := <-d.exited:
+		d.exited <- err // already gone (or killed by the test)
 		return
+	default:
 	}
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -108,9 +111,10 @@ func tail(s string, n int) string {
 
 // system is the lab with hag and hcpe running and the test servers up.
 type system struct {
-	lab      *netlab.Lab
-	hag, cpe *daemon
-	srv      *servers
+	lab       *netlab.Lab
+	hag, cpe  *daemon
+	srv       *servers
+	cpeConfig string
 }
 
 func configPath(name string) string {
@@ -118,22 +122,59 @@ func configPath(name string) string {
 	return p
 }
 
-func startSystem(t *testing.T) *system {
+// startSystem brings up the lab, the test servers, hag and hcpe. edits
+// rewrite the example hcpe.yaml (old, new pairs) for tests that need
+// another setting; the example itself is what runs by default.
+func startSystem(t *testing.T, edits ...string) *system {
 	t.Helper()
-	lab := netlab.New(t, netlab.Options{})
-	s := &system{lab: lab}
+	prefix := netlab.UniquePrefix()
+	// Registered before the lab's own cleanup, so it runs after it: once
+	// the daemons stopped and the lab was torn down, nothing may remain.
+	t.Cleanup(func() {
+		if left, err := netlab.Leftovers(prefix); err != nil || len(left) > 0 {
+			t.Errorf("namespaces left behind: %v %v", left, err)
+		}
+	})
+	lab := netlab.New(t, netlab.Options{Prefix: prefix})
+	s := &system{lab: lab, cpeConfig: configPath("hcpe.yaml")}
+	if len(edits) > 0 {
+		b, err := os.ReadFile(s.cpeConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := string(b)
+		for i := 0; i+1 < len(edits); i += 2 {
+			if !strings.Contains(body, edits[i]) {
+				t.Fatalf("hcpe.yaml has no %q to replace", edits[i])
+			}
+			body = strings.Replace(body, edits[i], edits[i+1], 1)
+		}
+		s.cpeConfig = filepath.Join(t.TempDir(), "hcpe.yaml")
+		if err := os.WriteFile(s.cpeConfig, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.srv = startServers(t, lab.SRV)
 	s.hag = startDaemon(t, lab.HAG, "hag", configPath("hag.yaml"))
 	waitFor(t, "hag listening", 10*time.Second, func() bool {
 		out, _ := lab.HAG.Output("ss", "-Hltn", "sport", "= :5124")
 		return strings.Count(out, "LISTEN") >= 2
 	})
-	s.cpe = startDaemon(t, lab.CPE, "hcpe", configPath("hcpe.yaml"))
+	s.startCPE(t)
+	return s
+}
+
+func (s *system) startCPE(t *testing.T) {
+	t.Helper()
+	s.cpe = startDaemon(t, s.lab.CPE, "hcpe", s.cpeConfig)
 	waitFor(t, "hcpe steering LAN TCP", 10*time.Second, func() bool {
-		out, _ := lab.CPE.Output("ip", "rule")
+		out, _ := s.lab.CPE.Output("ip", "rule")
 		return strings.Contains(out, "iif lan")
 	})
-	return s
+	// New flows start on the uplink the probes found alive.
+	waitFor(t, "hcpe's uplinks alive", 5*time.Second, func() bool {
+		return s.metric(t, s.lab.CPE, 9101, "hcpe_uplink_up") >= 2
+	})
 }
 
 func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {

@@ -32,6 +32,7 @@ func TestSystem(t *testing.T) {
 	t.Run("AddressPreservation", s.testAddressPreservation)
 	t.Run("BondingUsesBothUplinks", s.testBonding)
 	t.Run("DSLDownMidDownload", s.testDSLDown)
+	t.Run("NewConnectionsWithDSLDown", s.testNewWithDSLDown)
 	t.Run("LTEDownMidDownload", s.testLTEDown)
 	t.Run("ClosedPortAndUnroutable", s.testRefusals)
 	t.Run("MPTCPStripped", s.testStripped)
@@ -213,6 +214,38 @@ func (s *system) testDSLDown(t *testing.T) {
 	if d1-d0 < 1<<20 {
 		t.Errorf("DSL carried %.0f bytes of a 10 MiB download after coming back", d1-d0)
 	}
+}
+
+// testNewWithDSLDown: with DSL black-holing (interface up, nothing gets
+// through), the probes declare it dead within a second and new connections
+// start on LTE instead of waiting on DSL.
+func (s *system) testNewWithDSLDown(t *testing.T) {
+	s.lab.DSL.SetDown(true)
+	t.Cleanup(func() { s.lab.DSL.SetDown(false) })
+	down := time.Now()
+	waitFor(t, "hcpe to see DSL dead", 3*time.Second, func() bool {
+		return s.metric(t, s.lab.CPE, 9101, "hcpe_uplink_up", `uplink="dsl"`) == 0
+	})
+	detect := time.Since(down)
+	t.Logf("DSL black-holed: declared dead after %v", detect.Round(time.Millisecond))
+	// Default probes: 3 misses at 200 ms plus a 300 ms timeout = 900 ms; the
+	// metric is read through a scrape, so allow its latency on top.
+	if detect > 1200*time.Millisecond {
+		t.Errorf("dead uplink detected after %v, want within about one second", detect)
+	}
+	for i := range 5 {
+		start := time.Now()
+		if _, err := s.upload(s.ctx(t, 10*time.Second), netip.AddrPortFrom(server6, 8080), 10000, uint64(100+i)); err != nil {
+			t.Fatalf("new connection %d with DSL down: %v", i, err)
+		}
+		if el := time.Since(start); el > 2*time.Second {
+			t.Errorf("new connection %d with DSL down took %v", i, el)
+		}
+	}
+	s.lab.DSL.SetDown(false)
+	waitFor(t, "hcpe to see DSL alive again", 5*time.Second, func() bool {
+		return s.metric(t, s.lab.CPE, 9101, "hcpe_uplink_up", `uplink="dsl"`) == 1
+	})
 }
 
 func (s *system) testLTEDown(t *testing.T) {

@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"hybridgw/internal/netlab"
+)
+
+// TestCPE checks what hcpe does to the router itself: what it steers, what
+// it leaves alone, and that it leaves nothing behind.
+func TestCPE(t *testing.T) {
+	netlab.RequireRoot(t)
+	s := startSystem(t, `ports: []`, `ports: ["8443"]`)
+
+	t.Run("BypassAndUDPStayNative", func(t *testing.T) {
+		tunPackets := func() string {
+			out, _ := s.lab.CPE.Output("cat", "/sys/class/net/hcpe0/statistics/rx_packets")
+			return strings.TrimSpace(out)
+		}
+		// A TCP server on the bypassed port, and a UDP echo.
+		var ln net.Listener
+		var uc net.PacketConn
+		if err := s.lab.SRV.Do(func() (err error) {
+			if ln, err = net.Listen("tcp", "[::]:8443"); err != nil {
+				return err
+			}
+			uc, err = net.ListenPacket("udp", "[::]:5353")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		defer uc.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				fmt.Fprint(c, c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap())
+				c.Close()
+			}
+		}()
+		go func() {
+			buf := make([]byte, 1500)
+			for {
+				_, a, err := uc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				uc.WriteTo([]byte(a.(*net.UDPAddr).AddrPort().Addr().Unmap().String()), a)
+			}
+		}()
+		before := tunPackets()
+		c, err := s.dial(s.ctx(t, 10*time.Second), netip.AddrPortFrom(server4, 8443))
+		if err != nil {
+			t.Fatalf("bypassed TCP port: %v", err)
+		}
+		buf := make([]byte, 64)
+		n, _ := c.Read(buf)
+		c.Close()
+		// Native IPv4 leaves masqueraded behind the CPE's DSL address; through
+		// hag it would come from hag's 203.0.113.1.
+		if got := string(buf[:n]); got != netlab.CPEDSL4 {
+			t.Errorf("server saw bypassed TCP from %q, want the CPE's native %s", got, netlab.CPEDSL4)
+		}
+		var got string
+		if err := s.lab.LAN.Do(func() error {
+			u, err := net.Dial("udp", netip.AddrPortFrom(server6, 5353).String())
+			if err != nil {
+				return err
+			}
+			defer u.Close()
+			u.SetDeadline(time.Now().Add(5 * time.Second))
+			u.Write([]byte("ping"))
+			n, err := u.Read(buf)
+			got = string(buf[:n])
+			return err
+		}); err != nil {
+			t.Fatalf("UDP: %v", err)
+		}
+		if got != netlab.Client6 {
+			t.Errorf("server saw UDP from %q, want the client's own %s (routed natively)", got, netlab.Client6)
+		}
+		if after := tunPackets(); after != before {
+			t.Errorf("bypassed TCP or UDP entered the TUN: rx_packets %s -> %s", before, after)
+		}
+	})
+
+	t.Run("NothingLeftAfterStopOrKill", func(t *testing.T) {
+		ours := func() []string {
+			var found []string
+			for _, fam := range []string{"-4", "-6"} {
+				out, _ := s.lab.CPE.Output("ip", fam, "rule", "show", "proto", "104")
+				if strings.TrimSpace(out) != "" {
+					found = append(found, "rules "+fam+": "+out)
+				}
+				for _, table := range []string{"100", "101", "102"} {
+					out, _ := s.lab.CPE.Output("ip", fam, "route", "show", "table", table)
+					if strings.TrimSpace(out) != "" {
+						found = append(found, "table "+table+" "+fam+": "+out)
+					}
+				}
+			}
+			if out, _ := s.lab.CPE.Output("ip", "mptcp", "endpoint", "show"); strings.TrimSpace(out) != "" {
+				found = append(found, "endpoints: "+out)
+			}
+			if out, _ := s.lab.CPE.Output("ip", "link", "show", "hcpe0"); strings.TrimSpace(out) != "" {
+				found = append(found, "tun: "+out)
+			}
+			return found
+		}
+		if len(ours()) == 0 {
+			t.Fatal("hcpe is running but nothing of it shows: the check cannot tell")
+		}
+		// Killed: the kernel removes the TUN, the rules stay until the next run.
+		if err := s.cpe.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-s.cpe.exited
+		s.cpe.exited <- nil // stopped: its cleanup has nothing left to do
+		left := ours()
+		t.Logf("after SIGKILL, left for the next run to clean: %d items", len(left))
+		s.startCPE(t)
+		if _, err := s.upload(s.ctx(t, 10*time.Second), netip.AddrPortFrom(server6, 8080), 1000, 1); err != nil {
+			t.Fatalf("after restart: %v", err)
+		}
+		s.cpe.stop(t)
+		if left := ours(); len(left) > 0 {
+			t.Errorf("after a clean stop, hcpe left:\n%s", strings.Join(left, "\n"))
+		}
+	})
+}
