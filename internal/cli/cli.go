@@ -25,6 +25,41 @@ type Runner interface {
 	Run(ctx context.Context) error
 }
 
+// Reloader is a daemon that can apply a changed config file while it runs.
+type Reloader interface {
+	Reload(path string) error
+}
+
+// reloadOnHUP calls r.Reload for every SIGHUP until the returned stop is
+// called. A refused config is logged with every problem; the daemon goes on
+// with the one in force.
+func reloadOnHUP(ctx context.Context, r Reloader, path string, log *slog.Logger) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		for {
+			select {
+			case <-ch:
+				if err := r.Reload(path); err != nil {
+					log.Error("reload failed", "config", path, "err", err)
+				}
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(done)
+		<-exited
+	}
+}
+
 // Spec describes one daemon's command line.
 type Spec[C any] struct {
 	Name    string
@@ -66,6 +101,9 @@ func Root[C any](s Spec[C]) *cobra.Command {
 			}
 			ctx, stop := signalContext(log)
 			defer stop()
+			if r, ok := d.(Reloader); ok {
+				defer reloadOnHUP(ctx, r, path, log)()
+			}
 			if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				return err
 			}

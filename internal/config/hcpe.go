@@ -10,6 +10,10 @@ import (
 	"time"
 )
 
+// SteeringSlotTable is the offset from tun.table of the routing table of
+// hcpe's second steering slot, which a reload switches to.
+const SteeringSlotTable = 100
+
 // HCPE is hcpe's configuration file.
 type HCPE struct {
 	Log     Log      `yaml:"log"`
@@ -173,7 +177,7 @@ func (c *HCPE) validate(ps *problems) {
 		ps.add("uplinks", "at least one uplink is required")
 	}
 	names := map[string]bool{}
-	tables := map[int]string{c.TUN.Table: "tun.table"}
+	tables := map[int]string{c.TUN.Table: "tun.table", c.TUN.Table + SteeringSlotTable: "tun.table+100 (hcpe's second steering slot, used across reloads)"}
 	for i := range c.Uplinks {
 		u := &c.Uplinks[i]
 		p := fmt.Sprintf("uplinks[%d]", i)

@@ -10,6 +10,7 @@ import (
 
 	"hybridgw/internal/config"
 	"hybridgw/internal/metrics"
+	"hybridgw/internal/tun"
 )
 
 // CPE is one hcpe instance.
@@ -19,6 +20,11 @@ type CPE struct {
 	m      *metrics.HCPE
 	ups    *uplinks
 	health *health
+
+	reloadMu sync.Mutex // guards what a reload changes
+	steer    *tun.Steering
+	slot     int
+	bypass   config.Bypass
 
 	flowSeq atomic.Uint64
 	mu      sync.Mutex

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"hybridgw/internal/config"
 	"hybridgw/internal/policy"
 	"hybridgw/internal/probe"
 )
@@ -23,6 +24,8 @@ type health struct {
 	wake chan struct{}
 
 	mu       sync.Mutex
+	roles    []config.Uplink // roles and nominal rates, replaced on reload
+	params   config.Policy
 	decision policy.Decision
 	probers  map[string]*runningProber
 	lastRx   map[string][2]uint64
@@ -37,7 +40,22 @@ type runningProber struct {
 }
 
 func newHealth(c *CPE) *health {
-	return &health{c: c, wake: make(chan struct{}, 1), probers: map[string]*runningProber{}, lastRx: map[string][2]uint64{}}
+	return &health{c: c, wake: make(chan struct{}, 1), probers: map[string]*runningProber{}, lastRx: map[string][2]uint64{},
+		roles: append([]config.Uplink(nil), c.cfg.Uplinks...), params: c.cfg.Policy}
+}
+
+// setPolicy replaces the roles, nominal rates and thresholds (a reload)
+// and re-decides at once; liveness and load history are kept, so a reload
+// does not flap anything.
+func (h *health) setPolicy(ups []config.Uplink, p config.Policy) {
+	h.mu.Lock()
+	h.roles = append([]config.Uplink(nil), ups...)
+	h.params = p
+	h.mu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
 }
 
 // first is the uplink the policy wants new flows to start on ("" when
@@ -134,11 +152,11 @@ func (h *health) ensureProbers(ctx context.Context) {
 func (h *health) decide() {
 	cfg := h.c.cfg
 	now := time.Now()
-	states := make([]policy.UplinkState, 0, len(cfg.Uplinks))
 	h.mu.Lock()
+	states := make([]policy.UplinkState, 0, len(h.roles))
 	dt := now.Sub(h.lastAt).Seconds()
 	h.lastAt = now
-	for _, u := range cfg.Uplinks {
+	for _, u := range h.roles {
 		st := policy.UplinkState{Name: u.Name, Role: policy.Role(u.Role), DownBps: int64(u.DownBps), UpBps: int64(u.UpBps)}
 		if rp := h.probers[u.Name]; rp != nil {
 			s := rp.p.Status()
@@ -169,8 +187,9 @@ func (h *health) decide() {
 		states = append(states, st)
 	}
 	prev := h.decision
-	params := policy.Params{OverflowOn: cfg.Policy.OverflowOn, OverflowOff: cfg.Policy.OverflowOff, MinHold: cfg.Policy.MinHold,
-		RTTGuard: cfg.Policy.RTTGuard, RTTGuardHysteresis: cfg.Policy.RTTGuardHysteresis}
+	pp := h.params
+	params := policy.Params{OverflowOn: pp.OverflowOn, OverflowOff: pp.OverflowOff, MinHold: pp.MinHold,
+		RTTGuard: pp.RTTGuard, RTTGuardHysteresis: pp.RTTGuardHysteresis}
 	d := policy.Decide(now, states, prev, params)
 	h.decision = d
 	h.mu.Unlock()

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"hybridgw/internal/config"
 	"hybridgw/internal/metrics"
 	"hybridgw/internal/mptcp/pm"
 	"hybridgw/internal/netstack"
@@ -64,21 +66,25 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("opening TUN %s: %w", c.cfg.TUN.Name, err)
 	}
 	c.relaxRPFilter()
-	steer := &tun.Steering{
-		LANs: c.cfg.LAN.Interfaces, Device: c.cfg.TUN.Name, Table: c.cfg.TUN.Table, Priority: c.cfg.TUN.RulePriority,
-		BypassDst: c.cfg.Bypass.Dsts, BypassSrc: c.cfg.Bypass.Srcs,
+	// A crashed run may have left either steering slot behind.
+	for slot := range 2 {
+		if err := c.steering(slot, c.cfg.Bypass).CleanStale(); err != nil {
+			c.log.Warn("removing stale LAN steering", "slot", slot, "err", err)
+		}
 	}
-	for _, r := range c.cfg.Bypass.PortRanges {
-		steer.BypassPorts = append(steer.BypassPorts, tun.PortRange{First: r.Lo, Last: r.Hi})
-	}
-	if err := steer.Install(); err != nil {
+	c.steer = c.steering(0, c.cfg.Bypass)
+	c.bypass = c.cfg.Bypass
+	if err := c.steer.Install(); err != nil {
 		dev.Close()
 		return fmt.Errorf("steering LAN TCP into %s: %w", c.cfg.TUN.Name, err)
 	}
 	defer func() {
-		if rerr := steer.Remove(); rerr != nil {
+		c.reloadMu.Lock()
+		defer c.reloadMu.Unlock()
+		if rerr := c.steer.Remove(); rerr != nil {
 			c.log.Error("removing LAN steering", "err", rerr)
 		}
+		c.steer = nil
 	}()
 
 	st, err := netstack.New(netstack.Config{
@@ -184,4 +190,110 @@ func (c *CPE) relaxRPFilter() {
 		c.log.Warn("net.ipv4.conf.all.rp_filter is not 0: LAN hosts will not see ICMP unreachables for refused IPv4 flows and wait for their connect timeout instead",
 			"value", strings.TrimSpace(string(b)))
 	}
+}
+
+// steering builds the LAN steering for a slot. Two slots with their own
+// table and rule priorities let a reload install the new bypass rules
+// before removing the old ones, so LAN TCP is never unsteered in between.
+func (c *CPE) steering(slot int, b config.Bypass) *tun.Steering {
+	st := &tun.Steering{
+		LANs: c.cfg.LAN.Interfaces, Device: c.cfg.TUN.Name,
+		Table: c.cfg.TUN.Table + steeringSlotTable*slot, Priority: c.cfg.TUN.RulePriority + 3*slot,
+		BypassDst: b.Dsts, BypassSrc: b.Srcs,
+	}
+	for _, r := range b.PortRanges {
+		st.BypassPorts = append(st.BypassPorts, tun.PortRange{First: r.Lo, Last: r.Hi})
+	}
+	return st
+}
+
+// steeringSlotTable separates the second steering slot's routing table
+// from the first (tun.table + 100; config validation keeps uplink tables
+// off it).
+const steeringSlotTable = config.SteeringSlotTable
+
+// Reload applies a changed config file to the running hcpe: uplink roles,
+// nominal rates and policy thresholds at once, bypass rules by swapping
+// steering slots. Established flows are untouched. An invalid file is
+// refused with every problem and the running config stays in force;
+// settings that need a restart (interfaces, TUN, hag, limits, listeners)
+// are reported and left as they are.
+func (c *CPE) Reload(path string) error {
+	nc, err := config.LoadHCPE(path)
+	if err != nil {
+		return fmt.Errorf("new config refused, the running one stays in force:\n%w", err)
+	}
+	c.reloadMu.Lock()
+	defer c.reloadMu.Unlock()
+	if c.steer == nil {
+		return errors.New("hcpe is not running")
+	}
+	if fields := restartOnly(c.cfg, nc); len(fields) > 0 {
+		c.log.Warn("reload: these settings need a restart and were not applied", "fields", fields)
+	}
+	// Uplinks are matched by name; a reload cannot add or remove one.
+	roles := make([]config.Uplink, len(c.cfg.Uplinks))
+	copy(roles, c.cfg.Uplinks)
+	for i := range roles {
+		for _, nu := range nc.Uplinks {
+			if nu.Name == roles[i].Name {
+				roles[i].Role, roles[i].DownBps, roles[i].UpBps = nu.Role, nu.DownBps, nu.UpBps
+			}
+		}
+	}
+	c.health.setPolicy(roles, nc.Policy)
+	if !sameBypass(c.bypass, nc.Bypass) {
+		next := c.steering(1-c.slot, nc.Bypass)
+		if err := next.Install(); err != nil {
+			return fmt.Errorf("installing the new bypass rules (the old ones stay): %w", err)
+		}
+		if err := c.steer.Remove(); err != nil {
+			c.log.Warn("reload: removing the old steering", "err", err)
+		}
+		c.steer, c.slot, c.bypass = next, 1-c.slot, nc.Bypass
+	}
+	c.log.Info("config reloaded", "config", path, "bypass_destinations", len(nc.Bypass.Dsts), "bypass_ports", len(nc.Bypass.PortRanges),
+		"bypass_sources", len(nc.Bypass.Srcs), "steering_slot", c.slot)
+	return nil
+}
+
+func sameBypass(a, b config.Bypass) bool {
+	return slices.Equal(a.Dsts, b.Dsts) && slices.Equal(a.Srcs, b.Srcs) && slices.Equal(a.PortRanges, b.PortRanges)
+}
+
+// restartOnly names the settings that differ and that a reload cannot
+// apply.
+func restartOnly(old, nw *config.HCPE) []string {
+	var out []string
+	if !slices.Equal(old.LAN.Interfaces, nw.LAN.Interfaces) {
+		out = append(out, "lan")
+	}
+	if old.TUN != nw.TUN {
+		out = append(out, "tun")
+	}
+	if len(old.Uplinks) != len(nw.Uplinks) {
+		out = append(out, "uplinks (count)")
+	} else {
+		for i := range old.Uplinks {
+			o, n := old.Uplinks[i], nw.Uplinks[i]
+			if o.Name != n.Name || o.Interface != n.Interface || !slices.Equal(o.Addresses, n.Addresses) ||
+				!slices.Equal(o.Gateways, n.Gateways) || o.Table != n.Table || o.Probe != n.Probe {
+				out = append(out, fmt.Sprintf("uplinks[%d]", i))
+			}
+		}
+	}
+	if !slices.Equal(old.HAG.Addresses, nw.HAG.Addresses) || old.HAG.Port != nw.HAG.Port || old.HAG.CPEID != nw.HAG.CPEID ||
+		string(old.HAG.KeyRaw) != string(nw.HAG.KeyRaw) || old.HAG.ConnectTimeout != nw.HAG.ConnectTimeout || old.HAG.FastOpen != nw.HAG.FastOpen {
+		out = append(out, "hag")
+	}
+	if old.Limits != nw.Limits {
+		out = append(out, "limits")
+	}
+	if old.Metrics != nw.Metrics || old.Admin != nw.Admin || old.Log != nw.Log {
+		out = append(out, "metrics/admin/log")
+	}
+	if old.Bypass.Uplink != nw.Bypass.Uplink {
+		out = append(out, "bypass.uplink")
+	}
+	return out
 }

@@ -167,13 +167,12 @@ func startSystem(t *testing.T, edits ...string) *system {
 func (s *system) startCPE(t *testing.T) {
 	t.Helper()
 	s.cpe = startDaemon(t, s.lab.CPE, "hcpe", s.cpeConfig)
-	waitFor(t, "hcpe steering LAN TCP", 10*time.Second, func() bool {
-		out, _ := s.lab.CPE.Output("ip", "rule")
-		return strings.Contains(out, "iif lan")
-	})
-	// New flows start on the uplink the probes found alive.
-	waitFor(t, "hcpe's uplinks alive", 5*time.Second, func() bool {
-		return s.metric(t, s.lab.CPE, 9101, "hcpe_uplink_up") >= 2
+	// Its metrics answer once it steers LAN TCP (rules left by a killed run
+	// would fool a look at `ip rule`), and new flows start on the uplinks
+	// the probes found alive.
+	waitFor(t, "hcpe up with both uplinks alive", 10*time.Second, func() bool {
+		v, err := s.tryMetric(s.lab.CPE, 9101, "hcpe_uplink_up")
+		return err == nil && v >= 2
 	})
 }
 
@@ -206,9 +205,17 @@ func (s *system) dial(ctx context.Context, dst netip.AddrPort) (*net.TCPConn, er
 // contain every given fragment).
 func (s *system) metric(t *testing.T, ns *netlab.NS, port int, name string, fragments ...string) float64 {
 	t.Helper()
+	v, err := s.tryMetric(ns, port, name, fragments...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func (s *system) tryMetric(ns *netlab.NS, port int, name string, fragments ...string) (float64, error) {
 	out, err := ns.Output("bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3", port))
 	if err != nil {
-		t.Fatalf("scraping metrics: %v", err)
+		return 0, fmt.Errorf("scraping metrics: %w", err)
 	}
 	var sum float64
 	for _, line := range strings.Split(out, "\n") {
@@ -227,7 +234,7 @@ func (s *system) metric(t *testing.T, ns *netlab.NS, port int, name string, frag
 			sum += v
 		}
 	}
-	return sum
+	return sum, nil
 }
 
 // servers runs in the server namespace:
