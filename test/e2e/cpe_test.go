@@ -152,6 +152,30 @@ func TestCPE(t *testing.T) {
 		}
 	})
 
+	t.Run("FollowsUplinkAddressChange", func(t *testing.T) {
+		// LTE is renumbered: the endpoint and source rule follow the address.
+		const oldAddr, newAddr = netlab.CPELTE6, "2001:db8:17e::5"
+		mustRun := func(args ...string) {
+			if err := s.lab.CPE.Run("ip", args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustRun("-6", "addr", "add", newAddr+"/64", "dev", "lte", "nodad")
+		mustRun("-6", "addr", "del", oldAddr+"/64", "dev", "lte")
+		t.Cleanup(func() {
+			s.lab.CPE.Run("ip", "-6", "addr", "add", oldAddr+"/64", "dev", "lte", "nodad")
+			s.lab.CPE.Run("ip", "-6", "addr", "del", newAddr+"/64", "dev", "lte")
+		})
+		start := time.Now()
+		waitFor(t, "the MPTCP endpoint to follow the new LTE address", 5*time.Second, func() bool {
+			eps, _ := s.lab.CPE.Output("ip", "mptcp", "endpoint", "show")
+			rules, _ := s.lab.CPE.Output("ip", "-6", "rule", "show")
+			return strings.Contains(eps, newAddr+" ") && !strings.Contains(eps, oldAddr+" ") &&
+				strings.Contains(rules, "from "+newAddr+" lookup 102")
+		})
+		t.Logf("endpoint and source rule moved %v after the renumbering", time.Since(start).Round(time.Millisecond))
+	})
+
 	t.Run("NothingLeftAfterStopOrKill", func(t *testing.T) {
 		ours := func() []string {
 			var found []string
