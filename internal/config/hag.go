@@ -92,19 +92,9 @@ type HAGLimits struct {
 func (c *HAG) File() string { return c.file }
 
 // LoadHAG reads, defaults and validates a hag config file.
-func LoadHAG(file string) (*HAG, error) {
-	c := DefaultHAG()
-	ps, err := decode(file, c)
-	if err != nil {
-		return nil, err
-	}
-	c.file = file
-	c.validate(ps)
-	if err := ps.err(); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
+func LoadHAG(file string) (*HAG, error) { return load(file, DefaultHAG()) }
+
+func (c *HAG) setFile(f string) { c.file = f }
 
 // CPEByID returns the CPE with id, or nil.
 func (c *HAG) CPEByID(id string) *CPE {

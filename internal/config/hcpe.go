@@ -140,19 +140,9 @@ type Listen struct {
 func (c *HCPE) File() string { return c.file }
 
 // LoadHCPE reads, defaults and validates an hcpe config file.
-func LoadHCPE(file string) (*HCPE, error) {
-	c := DefaultHCPE()
-	ps, err := decode(file, c)
-	if err != nil {
-		return nil, err
-	}
-	c.file = file
-	c.validate(ps)
-	if err := ps.err(); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
+func LoadHCPE(file string) (*HCPE, error) { return load(file, DefaultHCPE()) }
+
+func (c *HCPE) setFile(f string) { c.file = f }
 
 var roles = []string{"primary", "overflow", "backup", "bond"}
 

@@ -89,6 +89,28 @@ func (ps *problems) err() error {
 	return ps.list
 }
 
+// schema is a daemon's config: defaults in place, validated after decoding.
+type schema interface {
+	validate(*problems)
+	setFile(string)
+}
+
+// load decodes file over the defaults in c, then validates it, returning
+// every problem at once.
+func load[T schema](file string, c T) (T, error) {
+	var zero T
+	ps, err := decode(file, c)
+	if err != nil {
+		return zero, err
+	}
+	c.setFile(file)
+	c.validate(ps)
+	if err := ps.err(); err != nil {
+		return zero, err
+	}
+	return c, nil
+}
+
 // decode reads file strictly into out (which already holds the defaults)
 // and returns the path→line index for validation messages.
 func decode(file string, out any) (*problems, error) {

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -17,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -283,87 +281,31 @@ func readReply(t *testing.T, c net.Conn) int {
 	return -1
 }
 
-// servers runs the test servers in the srv namespace:
-//
-//	:8080 reads to EOF, answers "<remote addr> <sha256 hex>", closes (client half-closes first)
-//	:8081 reads size+seed, sends that many seeded bytes, half-closes, then reads the
-//	      client's 32-byte hash of them and reports whether it matches (server half-closes first)
-//	:8082 holds the connection until the client closes
+// servers runs the test servers in the srv namespace: :8080 is
+// netlab.EchoHash (the client half-closes first); :8081 netlab.SendSeeded,
+// after which the server reads the client's hash of the download and
+// reports whether it matches (the server half-closes first); :8082 holds a
+// connection until the client closes.
 type servers struct {
 	results chan error
 }
 
 func startServers(t *testing.T, tp *topo) *servers {
 	s := &servers{results: make(chan error, 64)}
-	var wg sync.WaitGroup
-	var lns []net.Listener
-	t.Cleanup(func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-		wg.Wait()
-	})
-	for port, handle := range map[int]func(net.Conn){8080: s.upload, 8081: s.download, 8082: func(c net.Conn) { io.Copy(io.Discard, c) }} {
-		var ln net.Listener
-		if err := tp.srv.Do(func() (err error) { ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port)); return }); err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var cw sync.WaitGroup
-			defer cw.Wait()
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				cw.Add(1)
-				go func() { defer cw.Done(); defer c.Close(); handle(c) }()
+	netlab.ServeTCP(t, tp.srv, "[::]:8080", netlab.EchoHash)
+	netlab.ServeTCP(t, tp.srv, "[::]:8081", func(c net.Conn) {
+		sum, err := netlab.SendSeeded(c)
+		if err == nil {
+			var got []byte
+			if got, err = io.ReadAll(c); err == nil && !bytes.Equal(got, sum) {
+				err = errors.New("client's hash of the download differs")
 			}
-		}()
-		lns = append(lns, ln)
-	}
+		}
+		s.results <- err
+	})
+	netlab.ServeTCP(t, tp.srv, "[::]:8082", func(c net.Conn) { io.Copy(io.Discard, c) })
 	return s
 }
-
-func (s *servers) upload(c net.Conn) {
-	h := sha256.New()
-	if _, err := io.Copy(h, c); err != nil {
-		return
-	}
-	ra := c.RemoteAddr().(*net.TCPAddr).AddrPort()
-	fmt.Fprintf(c, "%s %x", netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port()), h.Sum(nil))
-}
-
-func (s *servers) download(c net.Conn) {
-	var hdr [16]byte
-	if _, err := io.ReadFull(c, hdr[:]); err != nil {
-		s.results <- err
-		return
-	}
-	n, seed := binary.BigEndian.Uint64(hdr[:8]), binary.BigEndian.Uint64(hdr[8:])
-	h := sha256.New()
-	w := io.MultiWriter(c, h)
-	if _, err := io.CopyN(w, seededReader(seed), int64(n)); err != nil {
-		s.results <- err
-		return
-	}
-	c.(*net.TCPConn).CloseWrite()
-	got, err := io.ReadAll(c)
-	if err == nil && !bytes.Equal(got, h.Sum(nil)) {
-		err = errors.New("client's hash of the download differs")
-	}
-	s.results <- err
-}
-
-func seededReader(seed uint64) io.Reader {
-	return bufio.NewReaderSize(readerFunc(rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16)}).Read), 64<<10)
-}
-
-type readerFunc func([]byte) (int, error)
-
-func (f readerFunc) Read(b []byte) (int, error) { return f(b) }
 
 func TestHAG(t *testing.T) {
 	netlab.RequireRoot(t)
@@ -426,10 +368,7 @@ func TestHAG(t *testing.T) {
 				t.Fatalf("Convert error %d", code)
 			}
 			const n = 5<<20 + 3
-			var hdr [16]byte
-			binary.BigEndian.PutUint64(hdr[:8], n)
-			binary.BigEndian.PutUint64(hdr[8:], 77)
-			c.Write(hdr[:])
+			c.Write(netlab.SourceRequest(n, 77))
 			h := sha256.New()
 			got, err := io.Copy(h, c)
 			if err != nil || got != n {

@@ -4,21 +4,17 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -237,93 +233,20 @@ func (s *system) tryMetric(ns *netlab.NS, port int, name string, fragments ...st
 	return sum, nil
 }
 
-// servers runs in the server namespace:
-//
-//	:8080 echo-hash: reads to EOF, answers "<peer addr> <sha256 hex>", closes
-//	:8081 source: reads an 8-byte size and 8-byte seed, sends that many seeded
-//	      bytes, half-closes, then reads to EOF and records the peer's answer
-//	:8082 sink+source: reads size+seed, then reads to EOF while... (see uploads)
-type servers struct {
-	mu    sync.Mutex
-	peers []netip.AddrPort
-}
+// servers runs in the server namespace: :8080 is netlab.EchoHash (the
+// client half-closes first), :8081 netlab.SendSeeded (the server
+// half-closes first, then reads to EOF).
+type servers struct{}
 
 func startServers(t *testing.T, ns *netlab.NS) *servers {
-	s := &servers{}
-	var wg sync.WaitGroup
-	var lns []net.Listener
-	t.Cleanup(func() {
-		for _, ln := range lns {
-			ln.Close()
+	netlab.ServeTCP(t, ns, "[::]:8080", netlab.EchoHash)
+	netlab.ServeTCP(t, ns, "[::]:8081", func(c net.Conn) {
+		if _, err := netlab.SendSeeded(c); err == nil {
+			_, _ = io.Copy(io.Discard, c)
 		}
-		wg.Wait()
 	})
-	for port, handle := range map[int]func(net.Conn){8080: s.echoHash, 8081: s.source} {
-		var ln net.Listener
-		if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port)); return }); err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var cw sync.WaitGroup
-			defer cw.Wait()
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				cw.Add(1)
-				go func() {
-					defer cw.Done()
-					defer c.Close()
-					ra := c.RemoteAddr().(*net.TCPAddr).AddrPort()
-					s.mu.Lock()
-					s.peers = append(s.peers, netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port()))
-					s.mu.Unlock()
-					handle(c)
-				}()
-			}
-		}()
-	}
-	return s
+	return &servers{}
 }
-
-func (s *servers) echoHash(c net.Conn) {
-	h := sha256.New()
-	if _, err := io.Copy(h, c); err != nil {
-		return
-	}
-	ra := c.RemoteAddr().(*net.TCPAddr).AddrPort()
-	fmt.Fprintf(c, "%s %x", netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port()), h.Sum(nil))
-}
-
-// source sends size seeded bytes, half-closes first, then keeps reading
-// what the client sends until EOF and echoes its hash: the client can
-// check both directions after the server's half-close.
-func (s *servers) source(c net.Conn) {
-	var hdr [16]byte
-	if _, err := io.ReadFull(c, hdr[:]); err != nil {
-		return
-	}
-	n, seed := binary.BigEndian.Uint64(hdr[:8]), binary.BigEndian.Uint64(hdr[8:])
-	if _, err := io.CopyN(c, seeded(seed), int64(n)); err != nil {
-		return
-	}
-	_ = c.(*net.TCPConn).CloseWrite()
-	_, _ = io.Copy(io.Discard, c)
-}
-
-func seeded(seed uint64) io.Reader {
-	var key [32]byte
-	binary.LittleEndian.PutUint64(key[:], seed)
-	return bufio.NewReaderSize(readerFunc(rand.NewChaCha8(key).Read), 64<<10)
-}
-
-type readerFunc func([]byte) (int, error)
-
-func (f readerFunc) Read(b []byte) (int, error) { return f(b) }
 
 // download asks :8081 for n seeded bytes and checks them; it returns the
 // bytes received and the longest gap between two reads.
@@ -335,14 +258,11 @@ func (s *system) download(ctx context.Context, dst netip.AddrPort, n uint64, see
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	var hdr [16]byte
-	binary.BigEndian.PutUint64(hdr[:8], n)
-	binary.BigEndian.PutUint64(hdr[8:], seed)
-	if _, err := c.Write(hdr[:]); err != nil {
+	if _, err := c.Write(netlab.SourceRequest(n, seed)); err != nil {
 		return 0, 0, err
 	}
 	want := sha256.New()
-	if _, err := io.CopyN(want, seeded(seed), int64(n)); err != nil {
+	if _, err := io.CopyN(want, netlab.Seeded(seed), int64(n)); err != nil {
 		return 0, 0, err
 	}
 	h := sha256.New()
@@ -388,7 +308,7 @@ func (s *system) upload(ctx context.Context, dst netip.AddrPort, n uint64, seed 
 	h := sha256.New()
 	errc := make(chan error, 1)
 	go func() {
-		_, err := io.CopyN(io.MultiWriter(c, h), seeded(seed), int64(n))
+		_, err := io.CopyN(io.MultiWriter(c, h), netlab.Seeded(seed), int64(n))
 		if err == nil {
 			err = c.CloseWrite()
 		}
