@@ -324,8 +324,11 @@ func decodeSubflowArray(b []byte) ([][]byte, error) {
 	if stride == 0 {
 		return nil, errors.New("mptcp: decoding subflow array: element size 0")
 	}
-	out := make([][]byte, 0, h.num)
-	for i := 0; i < int(h.num); i++ {
+	// The count is the kernel's, but the capacity is bounded by what the
+	// buffer can hold: a corrupt count must not allocate gigabytes.
+	n := min(int(h.num), max(0, (len(b)-subflowDataLen)/stride+1))
+	out := make([][]byte, 0, n)
+	for i := 0; i < n; i++ {
 		off := subflowDataLen + i*stride
 		if off+elem > len(b) {
 			break // more subflows than the buffer held
@@ -397,7 +400,9 @@ func decodeFullInfoArrays(h fullInfoHeader, sfBuf, tcpBuf []byte, ptrSize int) (
 	if sfStride == 0 || tcpStride == 0 {
 		return nil, errors.New("mptcp: decoding MPTCP_FULL_INFO: element size 0")
 	}
-	if n*sfStride > len(sfBuf) || n*tcpStride > len(tcpBuf) {
+	// Divide rather than multiply: a corrupt count times a stride can
+	// overflow and pass the check.
+	if n > len(sfBuf)/sfStride || n > len(tcpBuf)/tcpStride {
 		return nil, fmt.Errorf("mptcp: decoding MPTCP_FULL_INFO: %d subflows do not fit the arrays", n)
 	}
 	out := make([]Subflow, 0, n)
