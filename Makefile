@@ -16,13 +16,11 @@ FUZZTIME ?= 10s
 .PHONY: all build test test-short lint fuzz clean
 all: build
 
-build: bin/hcpe bin/hag bin/hglab
-
-bin/%: FORCE
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/$*
-
-.PHONY: FORCE
-FORCE:
+# One go build for all three: it compiles shared packages (gVisor above
+# all) once and in parallel.
+build:
+	@mkdir -p bin
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/hcpe ./cmd/hag ./cmd/hglab
 
 ## test: every tier — pure, root-in-a-namespace and end-to-end. Root tests
 ## fail (not skip) when they cannot run under CI=true.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"hybridgw/internal/labdemo"
 	"hybridgw/internal/linkem"
 	"hybridgw/internal/netlab"
 )
@@ -52,6 +53,7 @@ talk to it over its control socket.
   hglab set lte down-rate 10mbit delay 30ms loss 2%
   hglab set lte rtt 80ms jitter 0s
   hglab down                             # stop the lab, remove what remains
+  hglab demo [--bin bin] [--configs configs] [--seconds 20]   # make lab
 
 Run a command in a namespace with: ip netns exec hg-lan ping 203.0.113.10`,
 		SilenceUsage:  true,
@@ -59,7 +61,7 @@ Run a command in a namespace with: ip netns exec hg-lan ping 203.0.113.10`,
 	}
 	root.PersistentFlags().StringVar(&g.prefix, "prefix", netlab.DefaultPrefix, "namespace name prefix of the lab")
 	root.PersistentFlags().StringVar(&g.runDir, "run-dir", netlab.DefaultRunDir, "directory of the lab's pid file and control socket")
-	root.AddCommand(newUp(&g), newDown(&g), newStatus(&g), newSet(&g))
+	root.AddCommand(newUp(&g), newDown(&g), newStatus(&g), newSet(&g), newDemo(&g))
 	return root
 }
 
@@ -238,4 +240,40 @@ func newSet(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func newDemo(g *globals) *cobra.Command {
+	cfg := labdemo.Config{}
+	var seconds int
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Build a lab, run hag and hcpe, show a bonded download, tear everything down (make lab)",
+		Long: `demo is 'make lab' (docs/lab.md): it builds a lab with the default
+profiles under --prefix (which must not exist yet), starts hag and hcpe
+from --bin with the configs in --configs, downloads from the server to the
+LAN client over IPv6 for --seconds while printing each uplink's rate once a
+second, makes a short IPv4 connection, and prints a summary: goodput
+against the sum of the link rates, each uplink's share, the addresses the
+server saw and the flow's subflows. It then stops the daemons and removes
+the lab, also on failure and on Ctrl-C, and exits non-zero if any step
+failed. The daemons' logs are kept in a temporary directory (or --log-dir).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Prefix = g.prefix
+			cfg.Duration = time.Duration(seconds) * time.Second
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			go func() {
+				<-ctx.Done()
+				stop() // a second signal now kills the process at once
+			}()
+			return labdemo.Run(ctx, cfg)
+		},
+	}
+	cmd.Flags().StringVar(&cfg.BinDir, "bin", "bin", "directory of the hcpe and hag binaries")
+	cmd.Flags().StringVar(&cfg.ConfigDir, "configs", "configs", "directory of hcpe.yaml and hag.yaml")
+	cmd.Flags().IntVar(&seconds, "seconds", 20, "how long the download runs")
+	cmd.Flags().StringVar(&cfg.LogDir, "log-dir", "", "directory for the daemons' logs (default: a new temporary directory)")
+	return cmd
 }

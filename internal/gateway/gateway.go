@@ -379,6 +379,25 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	local := addrPortOf(sconn.LocalAddr())
 	log.Info("flow open", "src", local.String(), "preserved", src.Preserved, "mptcp", isMPTCP, "dial", time.Since(start).Round(time.Microsecond).String())
 
+	// Subflows join after the handshake and are gone once the relay closed
+	// the socket: sample while the flow runs and keep the most seen.
+	var maxSub atomic.Int64
+	maxSub.Store(1)
+	var sample func()
+	sampler := time.AfterFunc(time.Second, func() {
+		if info, err := mptcp.Info(conn); err == nil && !info.Fallback {
+			if n := int64(info.Subflows) + 1; n > maxSub.Load() {
+				maxSub.Store(n)
+			}
+		}
+		sample()
+	})
+	var stopSampling atomic.Bool
+	sample = func() {
+		if !stopSampling.Load() {
+			sampler.Reset(5 * time.Second)
+		}
+	}
 	var ctr relay.Counters
 	g.mu.Lock()
 	g.live[&ctr] = struct{}{}
@@ -392,10 +411,9 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	g.doneBytes[1] += res.BtoA
 	g.mu.Unlock()
 
-	subflows := 1
-	if info, err := mptcp.Info(conn); err == nil && !info.Fallback {
-		subflows += int(info.Subflows)
-	}
+	stopSampling.Store(true)
+	sampler.Stop()
+	subflows := maxSub.Load()
 	g.m.Subflows.Observe(float64(subflows))
 	g.m.FlowEnds.WithLabelValues(res.End.String()).Inc()
 	attrs := []any{"reason", res.End.String(), "first", res.First.String(), "to_server", res.AtoB, "to_client", res.BtoA,
