@@ -20,7 +20,8 @@ RELEASE_ENV = CGO_ENABLED=0 GOOS=$(1) GOARCH=$(2) GOMIPS=softfloat
 
 RELEASE_TARGETS := $(foreach p,$(RELEASE_PLATFORMS),$(foreach d,$(RELEASE_DAEMONS),$(DIST)/$(d)-$(subst /,-,$(p))))
 
-.PHONY: release release-clean
+.PHONY: release release-clean FORCE
+FORCE:
 release: $(RELEASE_TARGETS)
 	cd $(DIST) && sha256sum $(notdir $(RELEASE_TARGETS)) > SHA256SUMS
 	@echo "release $(VERSION) ($(COMMIT)) in $(DIST)/:"; ls -l $(DIST)
