@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"hybridgw/internal/admin"
 	"hybridgw/internal/cli"
 	"hybridgw/internal/config"
 	"hybridgw/internal/gateway"
@@ -32,6 +33,12 @@ func main() {
 		New: func(c *config.HAG, log *slog.Logger) (cli.Runner, error) {
 			return gateway.New(c, log)
 		},
-		Extra: []*cobra.Command{genkey},
+		Extra: append([]*cobra.Command{genkey}, admin.Commands("hag", config.DefaultHAG().Admin.Listen, func(path string) (string, error) {
+			c, err := config.LoadHAG(path)
+			if err != nil {
+				return "", err
+			}
+			return c.Admin.Listen, nil
+		})...),
 	}))
 }

@@ -5,6 +5,7 @@ package main
 import (
 	"log/slog"
 
+	"hybridgw/internal/admin"
 	"hybridgw/internal/cli"
 	"hybridgw/internal/config"
 	"hybridgw/internal/cpe"
@@ -20,5 +21,12 @@ func main() {
 		New: func(c *config.HCPE, log *slog.Logger) (cli.Runner, error) {
 			return cpe.New(c, log)
 		},
+		Extra: admin.Commands("hcpe", config.DefaultHCPE().Admin.Listen, func(path string) (string, error) {
+			c, err := config.LoadHCPE(path)
+			if err != nil {
+				return "", err
+			}
+			return c.Admin.Listen, nil
+		}),
 	}))
 }

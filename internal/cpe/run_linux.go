@@ -110,6 +110,13 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 	merr := make(chan error, 1)
 	wg.Add(1)
 	go func() { defer wg.Done(); merr <- metrics.Serve(metricsCtx, c.cfg.Metrics.Listen, c.m.Registry, c.log) }()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := c.serveAdmin(metricsCtx); err != nil {
+			c.log.Error("admin API unavailable", "err", err)
+		}
+	}()
 
 	pollCtx, stopPoll := context.WithCancel(context.Background())
 	defer stopPoll()

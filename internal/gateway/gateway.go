@@ -42,6 +42,7 @@ type Gateway struct {
 	live      map[*relay.Counters]struct{}
 	doneBytes [2]int64 // to_server, to_client of finished flows
 	own       map[netip.Addr]bool
+	reg       registry // flows and CPEs for the admin API (admin.go)
 
 	ready chan struct{} // closed once the listeners are up
 	addrs []net.Addr
@@ -178,6 +179,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		defer mwg.Done()
 		if err := metrics.Serve(metricsCtx, g.cfg.Metrics.Listen, g.m.Registry, g.log); err != nil {
 			merr <- err
+		}
+	}()
+	mwg.Add(1)
+	go func() {
+		defer mwg.Done()
+		if err := g.serveAdmin(metricsCtx); err != nil {
+			g.log.Error("admin API unavailable", "err", err)
 		}
 	}()
 	defer func() { stopMetrics(); mwg.Wait() }()
@@ -402,6 +410,7 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	g.mu.Lock()
 	g.live[&ctr] = struct{}{}
 	g.mu.Unlock()
+	defer g.reg.track(trackedFlow{id: id, cpe: cpe.ID, peer: peer, client: m.ClientAddr, dst: dst, src: local, preserved: src.Preserved, mptcp: isMPTCP, conn: conn, ctr: &ctr})()
 	g.m.FlowsActive.Inc()
 	res := relay.Relay(ctx, conn, sconn, relay.Options{IdleTimeout: g.cfg.Limits.IdleTimeout, Counters: &ctr})
 	g.m.FlowsActive.Dec()

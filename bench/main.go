@@ -1,0 +1,138 @@
+// Command bench is `make bench`: it builds a lab (internal/netlab) under
+// its own prefix and measures, over the same emulated DSL and LTE links in
+// one run, hybridgw (hcpe + hag), the OpenMPTCProuter approach (Debian's
+// shadowsocks-libev with upstream MPTCP) and plain single-link TCP:
+// bonding efficiency, time to first byte, DSL handover, CPU per Gbit/s,
+// memory per idle flow, and the link emulator's own ceiling. It writes
+// report.json and report.md to -out.
+//
+// It needs root, iproute2, nftables and ss, and the daemons built into
+// -bin. Everything it creates (namespaces, processes, nftables tables,
+// MPTCP endpoints inside its namespaces) is removed on exit, on failure and
+// on the first SIGINT/SIGTERM; a second signal exits at once after
+// removing the lab.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command line.
+type options struct {
+	Out      string
+	Prefix   string
+	Bin      string
+	Configs  string
+	Profiles string
+	Version  string
+	Commit   string
+
+	Bulk      time.Duration // one bulk download
+	Parallel  time.Duration // 8 parallel downloads
+	Flows     int           // parallel downloads
+	Handover  time.Duration // download with DSL set down
+	DownAt    time.Duration // when in it
+	CPU       time.Duration // each unshaped transfer
+	TTFBRuns  int
+	IdleFlows int
+	Seed      uint64
+	Budget    time.Duration // the whole run; what does not fit is skipped
+	// PolicyHold is hcpe's policy.min_hold (the shipped default); see
+	// policyIdle.
+	PolicyHold time.Duration
+
+	Render string // re-render report.md from this report.json and exit
+
+	Systems string // comma-separated subset, for iterating
+	Figures string // comma-separated subset of 1..6
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.Out, "out", "bench/out", "directory for report.md, report.json and logs")
+	flag.StringVar(&o.Prefix, "prefix", "bnch-", "lab namespace prefix (not hg- or dbg-)")
+	flag.StringVar(&o.Bin, "bin", "bin", "directory holding the hcpe and hag binaries")
+	flag.StringVar(&o.Configs, "configs", "configs", "directory holding hcpe.yaml and hag.yaml")
+	flag.StringVar(&o.Profiles, "profiles", "test/lab/profiles", "directory of link profiles")
+	flag.StringVar(&o.Version, "version", "dev", "hybridgw version, for the report")
+	flag.StringVar(&o.Commit, "commit", "unknown", "hybridgw commit, for the report")
+	flag.DurationVar(&o.Bulk, "bulk", 20*time.Second, "duration of one bulk download (figure 1)")
+	flag.DurationVar(&o.Parallel, "parallel", 10*time.Second, "duration of the parallel downloads (figure 1)")
+	flag.IntVar(&o.Flows, "flows", 8, "number of parallel downloads (figures 1 and 4)")
+	flag.DurationVar(&o.Handover, "handover", 14*time.Second, "duration of the handover download (figure 3)")
+	flag.DurationVar(&o.DownAt, "down-at", 4*time.Second, "when DSL goes down in the handover download")
+	flag.DurationVar(&o.CPU, "cpu", 8*time.Second, "duration of each unshaped transfer (figures 4 and 6)")
+	flag.IntVar(&o.TTFBRuns, "ttfb-runs", 200, "small exchanges per system (figure 2)")
+	flag.IntVar(&o.IdleFlows, "idle-flows", 1000, "idle flows held open (figure 5)")
+	flag.Uint64Var(&o.Seed, "seed", 20261123, "seed of the link emulator's jitter and of the payload")
+	flag.DurationVar(&o.Budget, "budget", 14*time.Minute, "time budget of the whole run")
+	flag.DurationVar(&o.PolicyHold, "policy-hold", 5*time.Second, "hcpe's policy min_hold, waited out before each hybridgw transfer")
+	flag.StringVar(&o.Systems, "systems", "direct,hybridgw,hybridgw-bond,peer", "systems to run (comma-separated)")
+	flag.StringVar(&o.Figures, "figures", "1,2,3,4,5,6", "figures to measure (comma-separated)")
+	flag.StringVar(&o.Render, "render", "", "only re-render report.md next to this report.json (same run, current renderer)")
+	flag.Parse()
+	if o.Render != "" {
+		if err := rerender(o.Render); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if o.Prefix == "hg-" || o.Prefix == "dbg-" {
+		fmt.Fprintln(os.Stderr, "bench: the prefixes hg- and dbg- belong to tests and debugging; pick another")
+		os.Exit(2)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// First signal: stop measuring, tear down, write what was measured.
+	// Second: tear down the lab and exit at once.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	var emergency func()
+	emergencyReady := make(chan struct{})
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "bench: %v: stopping, tearing down and writing a partial report (again to exit at once)\n", s)
+		cancel()
+		s = <-sigs
+		fmt.Fprintf(os.Stderr, "bench: %v again: removing the lab and exiting\n", s)
+		select {
+		case <-emergencyReady:
+			emergency()
+		default:
+		}
+		os.Exit(128 + int(s.(syscall.Signal)))
+	}()
+
+	cmdline := "bench " + strings.Join(os.Args[1:], " ")
+	err := run(ctx, o, cmdline, func(f func()) { emergency = f; close(emergencyReady) })
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// rerender rewrites report.md from a report.json. Values encoded as null
+// (not applicable) come back as 0.
+func rerender(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	r.headlines(r.Flows)
+	return os.WriteFile(filepath.Join(filepath.Dir(path), "report.md"), []byte(r.markdown()), 0o644)
+}

@@ -1,0 +1,497 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+)
+
+// The systems under comparison.
+const (
+	sysDirect = "direct"   // plain TCP, natively routed over DSL
+	sysHybrid = "hybridgw" // hcpe + hag
+	// sysBond is hybridgw with both uplinks in role bond instead of the
+	// shipped DSL-first overflow policy: it separates the data path from
+	// the policy in figure 1.
+	sysBond = "hybridgw-bond"
+	sysPeer = "peer" // ss-redir + ss-server with --mptcp (OpenMPTCProuter's approach)
+)
+
+// Peer settings. The port numbers are shadowsocks' customary ones.
+const (
+	peerServerPort = 8388
+	peerRedirPort  = 1080
+	peerCipher     = "chacha20-ietf-poly1305" // ss-libev's default and OpenMPTCProuter's usual choice
+	peerNFTable    = "bench_peer"
+)
+
+// mptcpView is what ss says about the MPTCP connections towards a port in
+// a namespace at one moment.
+type mptcpView struct {
+	MPTCPConns   int            `json:"mptcp_conns"`
+	ExtraSubflow map[string]int `json:"extra_subflows_histogram"` // "subflows:N" value → connections
+	SubflowsDSL  int            `json:"tcp_subflows_dsl"`
+	SubflowsLTE  int            `json:"tcp_subflows_lte"`
+	PlainTCP     int            `json:"plain_tcp_conns"` // to the port without the MPTCP ULP
+	Raw          string         `json:"raw,omitempty"`
+}
+
+// Report is everything one run measured; report.json is this struct and
+// report.md renders it.
+type Report struct {
+	Started        string             `json:"started"`
+	Finished       string             `json:"finished"`
+	RuntimeSeconds float64            `json:"runtime_seconds"`
+	Version        string             `json:"version"`
+	Commit         string             `json:"commit"`
+	Command        string             `json:"command"`
+	Machine        Machine            `json:"machine"`
+	Lab            LabInfo            `json:"lab"`
+	Seeds          Seeds              `json:"seeds"`
+	Durations      map[string]float64 `json:"durations_seconds"`
+	Flows          int                `json:"parallel_flows"`
+
+	Headlines  []Headline    `json:"headlines"`
+	Checks     []Check       `json:"checks"`
+	Efficiency []EffRow      `json:"efficiency"`
+	TTFB       []TTFBRow     `json:"ttfb"`
+	Handover   []HandoverRow `json:"handover"`
+	CPU        []CPURow      `json:"cpu"`
+	Memory     []MemRow      `json:"memory"`
+	Emulator   []EmuRow      `json:"emulator"`
+	Errors     []string      `json:"errors"`
+	Notes      []string      `json:"notes"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	Cores       int     `json:"cores"`
+	CPUModel    string  `json:"cpu_model"`
+	Kernel      string  `json:"kernel"`
+	GoVersion   string  `json:"go_version"`
+	MemTotalMB  int64   `json:"mem_total_mb"`
+	LoadBefore  string  `json:"loadavg_before"`
+	LoadAfter   string  `json:"loadavg_after"`
+	OtherLabs   int     `json:"other_lab_namespaces_at_start"`
+	PeerVersion string  `json:"peer_version"`
+	IdleCores   float64 `json:"idle_machine_busy_cores_at_start"`
+}
+
+// LabInfo names the lab and its link profiles.
+type LabInfo struct {
+	Prefix   string            `json:"prefix"`
+	MTU      int               `json:"mtu"`
+	Profiles map[string]string `json:"profiles"` // name → "up: ...; down: ..."
+	Pairs    []Pair            `json:"pairs"`
+}
+
+// Pair is a DSL+LTE profile pair and the sum of its downstream rates.
+type Pair struct {
+	Name     string  `json:"name"`
+	DSL      string  `json:"dsl"`
+	LTE      string  `json:"lte"`
+	DSLDown  float64 `json:"dsl_down_mbps"`
+	LTEDown  float64 `json:"lte_down_mbps"`
+	SumDown  float64 `json:"sum_down_mbps"`
+	DSLRTTms float64 `json:"dsl_rtt_ms"`
+	LTERTTms float64 `json:"lte_rtt_ms"`
+}
+
+// Seeds are every random seed of the run.
+type Seeds struct {
+	Data  uint64           `json:"data"`
+	Links map[string]int64 `json:"links"` // link/direction → linkem seed (jitter, loss)
+}
+
+// Headline is one ratio measured in this run.
+type Headline struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Text  string  `json:"text"`
+}
+
+// Check is a verification done before measuring (for example that the
+// peer's connections really are MPTCP with two subflows).
+type Check struct {
+	System string     `json:"system"`
+	What   string     `json:"what"`
+	OK     bool       `json:"ok"`
+	Detail string     `json:"detail"`
+	View   *mptcpView `json:"ss_view,omitempty"`
+}
+
+// EffRow is one bulk-download measurement (figure 1).
+type EffRow struct {
+	Pair        string  `json:"pair"`
+	System      string  `json:"system"`
+	Flows       int     `json:"flows"`
+	Seconds     float64 `json:"seconds"`
+	GoodputMbps float64 `json:"goodput_mbps"`
+	SteadyMbps  float64 `json:"steady_goodput_mbps"` // from 3 s on
+	SumMbps     float64 `json:"sum_link_mbps"`
+	Efficiency  float64 `json:"efficiency"` // goodput / sum of the link rates
+	DSLShare    float64 `json:"dsl_share"`  // of the IP bytes the two links carried downstream
+	DSLUtil     float64 `json:"dsl_utilisation"`
+	LTEUtil     float64 `json:"lte_utilisation"`
+	Err         string  `json:"error,omitempty"`
+}
+
+// TTFBRow is figure 2 for one system.
+type TTFBRow struct {
+	System       string  `json:"system"`
+	Runs         int     `json:"runs"`
+	Failures     int     `json:"failures"`
+	ConnectMedMs float64 `json:"connect_median_ms"`
+	MedianMs     float64 `json:"median_ms"`
+	P99Ms        float64 `json:"p99_ms"`
+	MinMs        float64 `json:"min_ms"`
+	MaxMs        float64 `json:"max_ms"`
+	ExtraRTTMed  float64 `json:"extra_rtts_median"` // over direct, in DSL RTTs
+	ExtraRTTP99  float64 `json:"extra_rtts_p99"`
+	SetupMeanMs  float64 `json:"hcpe_setup_mean_ms,omitempty"` // hcpe's own histogram
+	Err          string  `json:"error,omitempty"`
+}
+
+// HandoverRow is figure 3 for one system.
+type HandoverRow struct {
+	System        string  `json:"system"`
+	DownAtS       float64 `json:"dsl_down_at_s"`
+	Seconds       float64 `json:"seconds"`
+	BeforeMbps    float64 `json:"before_mbps"`
+	LongestGapMs  float64 `json:"longest_gap_ms"`
+	GapBeforeMs   float64 `json:"longest_gap_before_ms"`
+	Stalled       bool    `json:"stalled_to_end"`
+	ThresholdMbps float64 `json:"threshold_mbps"`
+	RecoveryMs    float64 `json:"recovery_ms"` // -1: never
+	AfterMbps     float64 `json:"after_mbps"`  // last 5 s
+	LTEUtilAfter  float64 `json:"lte_utilisation_after"`
+	Err           string  `json:"error,omitempty"`
+}
+
+// CPURow is figure 4 for one system and flow count.
+type CPURow struct {
+	System       string             `json:"system"`
+	Flows        int                `json:"flows"`
+	Seconds      float64            `json:"seconds"`
+	GoodputMbps  float64            `json:"goodput_mbps"`
+	Cores        map[string]float64 `json:"cores"` // process → CPU seconds per second
+	DaemonCores  float64            `json:"daemon_cores"`
+	PerGbps      float64            `json:"daemon_cores_per_gbps"`
+	BenchCores   float64            `json:"bench_process_cores"` // emulator + client + server
+	MachineCores float64            `json:"machine_busy_cores"`
+	Err          string             `json:"error,omitempty"`
+}
+
+// MemRow is figure 5 for one process.
+type MemRow struct {
+	System        string     `json:"system"`
+	Process       string     `json:"process"`
+	Flows         int        `json:"flows"`
+	RSSBaseMB     float64    `json:"rss_base_mb"`
+	RSSLoadedMB   float64    `json:"rss_loaded_mb"`
+	RSSAfterMB    float64    `json:"rss_after_close_mb"`
+	PerFlowKB     float64    `json:"rss_per_flow_kb"`
+	HeapBaseMB    float64    `json:"heap_inuse_base_mb,omitempty"`
+	HeapLoadedMB  float64    `json:"heap_inuse_loaded_mb,omitempty"`
+	HeapAfterMB   float64    `json:"heap_inuse_after_close_mb,omitempty"`
+	HeapPerFlowKB float64    `json:"heap_per_flow_kb,omitempty"`
+	Goroutines    [3]float64 `json:"goroutines_base_loaded_after,omitempty"`
+	OpenSeconds   float64    `json:"open_seconds"`
+	Err           string     `json:"error,omitempty"`
+}
+
+// EmuRow is figure 6: the emulator's unshaped ceiling.
+type EmuRow struct {
+	Path         string  `json:"path"`
+	MTU          int     `json:"mtu"`
+	Seconds      float64 `json:"seconds"`
+	GoodputMbps  float64 `json:"goodput_mbps"`
+	BenchCores   float64 `json:"bench_process_cores"`
+	MachineCores float64 `json:"machine_busy_cores"`
+	GoalMet      bool    `json:"goal_1gbps_met"`
+	Err          string  `json:"error,omitempty"`
+}
+
+func (r *Report) write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	// encoding/json rejects NaN, which stands for "not applicable" here.
+	j, err := json.MarshalIndent(jsonable(reflect.ValueOf(r)), "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(j, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.markdown()), 0o644)
+}
+
+func f1(v float64) string { return num(v, 1) }
+func f2(v float64) string { return num(v, 2) }
+
+func num(v float64, prec int) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.*f", prec, v)
+}
+
+func pct(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f %%", 100*v)
+}
+
+type table struct {
+	b    *strings.Builder
+	cols int
+}
+
+func newTable(b *strings.Builder, head ...string) *table {
+	fmt.Fprintf(b, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
+	return &table{b, len(head)}
+}
+
+func (t *table) row(cells ...string) {
+	for len(cells) < t.cols {
+		cells = append(cells, "")
+	}
+	fmt.Fprintf(t.b, "| %s |\n", strings.Join(cells, " | "))
+}
+
+func (r *Report) markdown() string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	w("# hybridgw benchmark report\n\n")
+	w("Run %s → %s (%.0f s), hybridgw %s (%s). Command: `%s`.\n\n", r.Started, r.Finished, r.RuntimeSeconds, r.Version, r.Commit, r.Command)
+	m := r.Machine
+	w("**Machine:** %d cores (%s), kernel %s, %s, %d MB RAM; load average before %s, after %s; %d namespaces of other labs present at the start (the machine is shared: absolute numbers are noisy, the ratios below are measured in this one run over the same emulated links). Peer: %s.\n\n",
+		m.Cores, m.CPUModel, m.Kernel, m.GoVersion, m.MemTotalMB, m.LoadBefore, m.LoadAfter, m.OtherLabs, m.PeerVersion)
+
+	w("## At a glance\n\n")
+	w("Every figure of this table was measured in this one run over the same emulated links; the last column is the headline ratio. Efficiency is goodput ÷ the sum of the two links' downstream rates (60 Mbit/s).\n\n")
+	b.WriteString(r.glance(r.Flows))
+	w("\n### Headline ratios\n\n")
+	for _, h := range r.Headlines {
+		w("- **%s: %s** — %s\n", h.Name, f2(h.Value), h.Text)
+	}
+	if len(r.Errors) > 0 {
+		w("\n**Errors in this run:**\n\n")
+		for _, e := range r.Errors {
+			w("- %s\n", strings.ReplaceAll(e, "\n", " ⏎ "))
+		}
+	}
+
+	w("\n## Systems\n\n")
+	w("1. **hybridgw** — `hcpe` (cpe ns) + `hag` (hag ns) with `configs/hcpe.yaml` and `configs/hag.yaml` as shipped: one MPTCP connection per LAN flow carrying an RFC 8803 Convert request (in the SYN only with `hag.fast_open: true`; the shipped config has it off), DSL-first overflow policy (dsl primary, lte overflow: LTE carries data once DSL runs above 80 %% of its nominal rate, each flip held at least 5 s).\n")
+	w("2. **hybridgw-bond** (figure 1 only) — the same binaries and configs, except both uplinks in `role: bond`: the data path without the overflow policy.\n")
+	w("3. **peer** — the OpenMPTCProuter approach: Debian shadowsocks-libev, `ss-redir --mptcp` in the cpe ns behind `nft … iifname \"lan\" meta l4proto tcp redirect to :%d`, `ss-server --mptcp` on hag's service address %s:%d in the hag ns, cipher %s, `--no-delay`, no TCP Fast Open (Debian defaults otherwise). Same path-manager endpoints as hcpe installs (every uplink address, flag `subflow`) and limits `subflow 4 add_addr_accepted 0` in both namespaces.\n",
+		peerRedirPort, "198.51.100.100", peerServerPort, peerCipher)
+	w("4. **direct** — no daemon: the lab's cpe routes LAN TCP natively over DSL with masquerade (plain single-link TCP). **limit** — the sum of the two links' downstream rates.\n\n")
+	w("All transfers are IPv4 from the LAN client (%s) to the server (%s), server → client; bbr everywhere (the namespaces' default).\n\n", "192.0.2.10", "203.0.113.10")
+
+	if len(r.Checks) > 0 {
+		w("### Checks before measuring\n\n")
+		t := newTable(&b, "system", "check", "ok", "detail")
+		for _, c := range r.Checks {
+			t.row(c.System, c.What, yes(c.OK), strings.ReplaceAll(c.Detail, "\n", "<br>"))
+		}
+		w("\n")
+	}
+
+	w("## Link profiles\n\n")
+	t := newTable(&b, "profile", "up (cpe → hag)", "down (hag → cpe)")
+	names := make([]string, 0, len(r.Lab.Profiles))
+	for n := range r.Lab.Profiles {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		up, down, _ := strings.Cut(r.Lab.Profiles[n], "|")
+		t.row(n, up, down)
+	}
+	w("\nPairs (dsl + lte): ")
+	for i, p := range r.Lab.Pairs {
+		if i > 0 {
+			w("; ")
+		}
+		w("**%s** = %s + %s (%.0f + %.0f = %.0f Mbit/s down, RTT %.0f / %.0f ms)", p.Name, p.DSL, p.LTE, p.DSLDown, p.LTEDown, p.SumDown, p.DSLRTTms, p.LTERTTms)
+	}
+	seeds := make([]string, 0, len(r.Seeds.Links))
+	for k, v := range r.Seeds.Links {
+		seeds = append(seeds, fmt.Sprintf("%s %d", k, v))
+	}
+	slices.Sort(seeds)
+	w(". MTU %d. Seeds: payload %d; linkem jitter/loss seeds (link/profile/direction) %s.\n\n", r.Lab.MTU, r.Seeds.Data, strings.Join(seeds, ", "))
+
+	w("## 1. Bonding efficiency (bulk download goodput ÷ sum of link rates)\n\n")
+	t = newTable(&b, "pair", "system", "flows", "s", "goodput Mbit/s", "steady (≥3 s)", "÷ sum of links", "dsl share of bytes", "dsl util", "lte util")
+	for _, e := range r.Efficiency {
+		t.row(e.Pair, e.System, fmt.Sprint(e.Flows), f1(e.Seconds), f1(e.GoodputMbps), f1(e.SteadyMbps), pct(e.Efficiency), pct(e.DSLShare), pct(e.DSLUtil), pct(e.LTEUtil)+errCell(e.Err))
+	}
+	for _, p := range r.Lab.Pairs {
+		t.row(p.Name, "**limit**", "", "", f1(p.SumDown), "", "100 %", "", "", "")
+	}
+	w("\nGoodput is what the LAN client's socket received, from the moment it started connecting to the end of the window (so it includes connection setup and slow start); \"steady\" leaves out the first 3 s. Link shares and utilisation are the emulator's counters of IP bytes (headers included) that crossed each link downstream during the window. With 1500-byte packets TCP carries at most 1448/1500 = 96.5 %% of the link rate as payload (timestamps on), and an MPTCP subflow about 1428/1500 = 95.2 %% (the DSS option), so ~95 %% is the practical ceiling of this column.\n\n")
+
+	w("\n## 2. Time to first byte (connect → first response byte, 100-byte request, 1000-byte answer)\n\n")
+	t = newTable(&b, "system", "runs", "failures", "connect median ms", "TTFB median ms", "TTFB p99 ms", "min / max ms", "extra RTTs over direct (median)", "extra RTTs (p99)")
+	for _, e := range r.TTFB {
+		t.row(e.System, fmt.Sprint(e.Runs), fmt.Sprint(e.Failures), f1(e.ConnectMedMs), f1(e.MedianMs), f1(e.P99Ms), f1(e.MinMs)+" / "+f1(e.MaxMs), f2(e.ExtraRTTMed), f2(e.ExtraRTTP99)+errCell(e.Err))
+	}
+	for _, e := range r.TTFB {
+		if e.SetupMeanMs > 0 {
+			w("\nhcpe's own `hcpe_flow_setup_duration_seconds` (LAN SYN → hag's Convert reply) averaged %.1f ms over these runs.\n", e.SetupMeanMs)
+		}
+	}
+	w("\nOne RTT is the DSL RTT of the default profile (15 ms), the path every system's first subflow takes. Runs are sequential on the default profile pair; p99 of 200 is the 198th value.\n\n")
+
+	w("\n## 3. Handover: DSL set down during a download\n\n")
+	t = newTable(&b, "system", "DSL down at s", "before Mbit/s", "longest gap ms", "(longest gap before)", "time back to LTE's rate ms", "after (last 5 s) Mbit/s", "LTE util after")
+	for _, e := range r.Handover {
+		rec := f1(e.RecoveryMs)
+		if e.RecoveryMs < 0 {
+			rec = "never"
+		}
+		gap := f1(e.LongestGapMs)
+		if e.Stalled {
+			gap += " (stalled to the end)"
+		}
+		t.row(e.System, f1(e.DownAtS), f1(e.BeforeMbps), gap, f1(e.GapBeforeMs), rec, f1(e.AfterMbps), pct(e.LTEUtilAfter)+errCell(e.Err))
+	}
+	if len(r.Handover) > 0 {
+		w("\n\"Back to LTE's rate\": the first 250 ms window that starts after the event and carries at least %.1f Mbit/s (80 %% of LTE's downstream rate). The gap is the longest time between two socket reads that returned data, over reads after the event.\n\n", r.Handover[0].ThresholdMbps)
+	}
+
+	w("\n## 4. CPU ceiling (links unshaped: no rate, no delay)\n\n")
+	t = newTable(&b, "system", "flows", "goodput Mbit/s", "per-process cores", "daemon cores", "daemon cores per Gbit/s", "bench process cores (emulator+client+server)", "machine busy cores")
+	for _, e := range r.CPU {
+		perG := f2(e.PerGbps)
+		if e.System == sysDirect {
+			perG = "n/a (no daemon)"
+		}
+		t.row(e.System, fmt.Sprint(e.Flows), f1(e.GoodputMbps), coresCell(e.Cores), f2(e.DaemonCores), perG, f2(e.BenchCores), f2(e.MachineCores)+errCell(e.Err))
+	}
+	w("\nCPU is utime+stime from /proc/<pid>/stat over the transfer; \"cores\" is CPU seconds per second. Kernel work done in softirq context (TCP, MPTCP, the TUN devices) is charged to whichever process happens to run, so the per-process numbers undercount the kernel's share; the machine figure counts everything on the box, other engineers' tests included. On 2 cores the emulator itself is the bottleneck: these throughputs are lower bounds of what the daemons could do, and the comparison that matters is cores per Gbit/s.\n\n")
+
+	w("\n## 5. Memory with idle open flows\n\n")
+	t = newTable(&b, "system", "process", "flows", "RSS base MB", "RSS with flows MB", "RSS after close MB", "RSS per flow KB", "heap in use base / loaded / after MB", "heap per flow KB", "goroutines base / loaded / after")
+	for _, e := range r.Memory {
+		heap, gr := "", ""
+		if e.HeapLoadedMB > 0 {
+			heap = f1(e.HeapBaseMB) + " / " + f1(e.HeapLoadedMB) + " / " + f1(e.HeapAfterMB)
+			gr = fmt.Sprintf("%.0f / %.0f / %.0f", e.Goroutines[0], e.Goroutines[1], e.Goroutines[2])
+		}
+		hpf := ""
+		if e.HeapPerFlowKB != 0 {
+			hpf = f1(e.HeapPerFlowKB)
+		}
+		t.row(e.System, e.Process, fmt.Sprint(e.Flows), f1(e.RSSBaseMB), f1(e.RSSLoadedMB), f1(e.RSSAfterMB), f1(e.PerFlowKB), heap, hpf, gr+errCell(e.Err))
+	}
+	w("\nEach flow is a LAN connection to the server that exchanged one byte each way (so it is established end to end) and then sits idle; flows are opened 32 at a time on the default profiles. Heap figures are the daemons' own `go_memstats_heap_inuse_bytes` (no forced GC, so they include garbage not yet collected, and they can exceed RSS: spans allocated but never touched are not resident). \"After close\" is 3 s after all flows were closed: a Go daemon that has not collected since still shows the heap, so the goroutine count returning to its base is the better sign that nothing per flow is left behind.\n\n")
+
+	w("\n## 6. Emulator ceiling (linkem unshaped, one TCP flow, cpe ↔ hag over the dsl link)\n\n")
+	t = newTable(&b, "path", "MTU", "s", "goodput Mbit/s", "bench process cores", "machine busy cores", "≥ 1 Gbit/s")
+	for _, e := range r.Emulator {
+		t.row(e.Path, fmt.Sprint(e.MTU), f1(e.Seconds), f1(e.GoodputMbps), f2(e.BenchCores), f2(e.MachineCores), yes(e.GoalMet)+errCell(e.Err))
+	}
+	w("\n")
+
+	w("\n## Method notes and caveats\n\n")
+	for _, n := range r.Notes {
+		w("- %s\n", n)
+	}
+	return b.String()
+}
+
+func yes(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+func errCell(e string) string {
+	if e == "" {
+		return ""
+	}
+	if len(e) > 160 {
+		e = e[:160] + "…"
+	}
+	return " — error: " + strings.ReplaceAll(e, "|", "/")
+}
+
+func coresCell(m map[string]float64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.2f", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// jsonable turns v into maps, slices and scalars for encoding/json, with
+// NaN and infinities as null and field names from the json tags.
+func jsonable(v reflect.Value) any {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return jsonable(v.Elem())
+	case reflect.Struct:
+		m := map[string]any{}
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "-" {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			if opts == "omitempty" && v.Field(i).IsZero() {
+				continue
+			}
+			m[name] = jsonable(v.Field(i))
+		}
+		return m
+	case reflect.Slice, reflect.Array:
+		if v.Kind() == reflect.Slice && v.IsNil() {
+			return []any{}
+		}
+		out := make([]any, v.Len())
+		for i := range out {
+			out[i] = jsonable(v.Index(i))
+		}
+		return out
+	case reflect.Map:
+		m := map[string]any{}
+		for _, k := range v.MapKeys() {
+			m[fmt.Sprint(k.Interface())] = jsonable(v.MapIndex(k))
+		}
+		return m
+	case reflect.Float32, reflect.Float64:
+		f := v.Float()
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil
+		}
+		return f
+	}
+	return v.Interface()
+}

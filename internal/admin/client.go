@@ -1,0 +1,81 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Get fetches path (e.g. "/v1/status") from the admin API on listen (a
+// socket path, "unix:PATH" or host:port; an unspecified host means this
+// host) and decodes the JSON answer into out.
+func Get(ctx context.Context, listen, path string, out any) error {
+	network, addr := "unix", ""
+	if p, unix := SocketPath(listen); unix {
+		addr = p
+	} else {
+		network, addr = "tcp", dialable(listen)
+	}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+		DisableKeepAlives: true,
+	}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://admin"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w", listen, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("admin API at %s: reading %s: %w", listen, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("admin API at %s: %s: %s", listen, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("admin API at %s: decoding %s: %w", listen, path, err)
+	}
+	return nil
+}
+
+// dialable turns a listen address into one to dial: ":9103" and
+// "0.0.0.0:9103" mean this host.
+func dialable(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// unwrapURL drops net/http's "Get "http://admin/v1/status":" prefix,
+// which names a URL the operator never typed.
+func unwrapURL(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok || !strings.HasPrefix(err.Error(), "Get ") {
+			return err
+		}
+		err = u.Unwrap()
+	}
+}
