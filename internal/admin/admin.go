@@ -3,10 +3,11 @@
 // TCP address), its client, and the `status` and `flows` commands with
 // their tables.
 //
-// The API is read-only and local: it answers
+// The API is local: it answers
 //
-//	GET /v1/status  hcpe: CPEStatus; hag: HAGStatus
-//	GET /v1/flows   hcpe: CPEFlows;  hag: HAGFlows
+//	GET  /v1/status  hcpe: CPEStatus; hag: HAGStatus
+//	GET  /v1/flows   hcpe: CPEFlows;  hag: HAGFlows
+//	POST /v1/reload  hcpe: Reloaded (re-reads its config file, as SIGHUP)
 //
 // on admin.listen (default /run/hcpe/admin.sock, /run/hag/admin.sock; a
 // path or "unix:PATH" is a unix socket with mode 0660, anything else a TCP
@@ -23,6 +24,13 @@ import (
 	"net/netip"
 	"time"
 )
+
+// Reloaded is hcpe's answer to POST /v1/reload when the new config was
+// applied. A refused config answers 422 with its problems instead.
+type Reloaded struct {
+	Config     string   `json:"config"`
+	NotApplied []string `json:"not_applied,omitempty"` // changed settings that need a restart
+}
 
 // CPEStatus is hcpe's GET /v1/status.
 type CPEStatus struct {

@@ -15,6 +15,16 @@ import (
 // socket path, "unix:PATH" or host:port; an unspecified host means this
 // host) and decodes the JSON answer into out.
 func Get(ctx context.Context, listen, path string, out any) error {
+	return call(ctx, http.MethodGet, listen, path, out)
+}
+
+// Post asks the admin API on listen to act (e.g. "/v1/reload") and decodes
+// its JSON answer into out.
+func Post(ctx context.Context, listen, path string, out any) error {
+	return call(ctx, http.MethodPost, listen, path, out)
+}
+
+func call(ctx context.Context, method, listen, path string, out any) error {
 	network, addr := "unix", ""
 	if p, unix := SocketPath(listen); unix {
 		addr = p
@@ -30,7 +40,7 @@ func Get(ctx context.Context, listen, path string, out any) error {
 	}
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://admin"+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, "http://admin"+path, nil)
 	if err != nil {
 		return err
 	}
@@ -73,7 +83,7 @@ func dialable(listen string) string {
 func unwrapURL(err error) error {
 	for {
 		u, ok := err.(interface{ Unwrap() error })
-		if !ok || !strings.HasPrefix(err.Error(), "Get ") {
+		if !ok || !strings.HasPrefix(err.Error(), "Get ") && !strings.HasPrefix(err.Error(), "Post ") {
 			return err
 		}
 		err = u.Unwrap()

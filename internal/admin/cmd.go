@@ -7,13 +7,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 )
 
 // Commands returns the `status` and `flows` commands of daemon ("hcpe" or
-// "hag"). They find the admin API by --admin, else by admin.listen in the
+// "hag"), and hcpe's `reload`. They find the admin API by --admin, else by admin.listen in the
 // config file (-c, default /etc/hybridgw/DAEMON.yaml; listenFrom reads
 // it), else at defaultListen when that file does not exist.
 func Commands(daemon, defaultListen string, listenFrom func(configPath string) (string, error)) []*cobra.Command {
@@ -41,7 +42,50 @@ func Commands(daemon, defaultListen string, listenFrom func(configPath string) (
 	if daemon == "hag" {
 		flows.Flags().StringVar(&o.cpe, "cpe", "", "only this CPE's flows")
 	}
-	return []*cobra.Command{status, flows}
+	cmds := []*cobra.Command{status, flows}
+	if daemon == "hcpe" {
+		reload := &cobra.Command{
+			Use:   "reload",
+			Short: "Re-read the running hcpe's config file (as SIGHUP) and report what it did",
+			Long: "Re-read the running hcpe's config file: uplink roles, rates, policy thresholds and bypass\n" +
+				"rules change without touching established flows. An invalid file is refused with every\n" +
+				"problem, and the config in force stays; settings that need a restart are listed.",
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error { return o.reload(cmd) },
+		}
+		reload.Flags().StringVar(&o.admin, "admin", "", "admin API: socket path or host:port (default: admin.listen from the config, else "+defaultListen+")")
+		reload.Flags().StringVarP(&o.config, "config", "c", "/etc/hybridgw/"+daemon+".yaml", "config file to read admin.listen from")
+		cmds = append(cmds, reload)
+	}
+	return cmds
+}
+
+// reload asks the daemon to re-read its own config file (the one it was
+// started with, whatever -c says here).
+//
+// Without --admin the file is read here first for admin.listen, which
+// also validates it: an invalid file is refused before anything is sent.
+func (o *opts) reload(cmd *cobra.Command) error {
+	if !cmd.Flags().Changed("admin") {
+		if _, err := o.listenFrom(o.config); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("not reloaded: the running %s keeps its config:\n%w", o.daemon, err)
+		}
+	}
+	l, err := o.listen(cmd)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+	defer cancel()
+	var r Reloaded
+	if err := Post(ctx, l, "/v1/reload", &r); err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s reloaded %s\n", o.daemon, r.Config)
+	if len(r.NotApplied) > 0 {
+		fmt.Fprintf(cmd.OutOrStdout(), "changed but not applied until a restart: %s\n", strings.Join(r.NotApplied, ", "))
+	}
+	return nil
 }
 
 var statusShort = map[string]string{

@@ -22,12 +22,20 @@ type Provider interface {
 	Flows(ctx context.Context) (any, error)
 }
 
-// Handler serves GET /v1/status and GET /v1/flows from p. ready, if not
-// nil, must be closed before the daemon can answer: until then both
-// endpoints say 503.
+// Reloader is a Provider whose daemon can re-read its config file. A
+// refused config is an error that lists every problem; the daemon keeps
+// the config in force.
+type Reloader interface {
+	Reload(ctx context.Context) (any, error)
+}
+
+// Handler serves GET /v1/status and GET /v1/flows from p, and POST
+// /v1/reload when p is a Reloader (a refused reload answers 422 with the
+// problems). ready, if not nil, must be closed before the daemon can
+// answer: until then every endpoint says 503.
 func Handler(p Provider, ready <-chan struct{}) http.Handler {
 	mux := http.NewServeMux()
-	serve := func(get func(context.Context) (any, error)) http.HandlerFunc {
+	serve := func(get func(context.Context) (any, error), failed int) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if ready != nil {
 				select {
@@ -39,7 +47,7 @@ func Handler(p Provider, ready <-chan struct{}) http.Handler {
 			}
 			v, err := get(r.Context())
 			if err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
+				http.Error(w, err.Error(), failed)
 				return
 			}
 			w.Header().Set("Content-Type", "application/json")
@@ -48,8 +56,11 @@ func Handler(p Provider, ready <-chan struct{}) http.Handler {
 			_ = enc.Encode(v)
 		}
 	}
-	mux.Handle("GET /v1/status", serve(p.Status))
-	mux.Handle("GET /v1/flows", serve(p.Flows))
+	mux.Handle("GET /v1/status", serve(p.Status, http.StatusInternalServerError))
+	mux.Handle("GET /v1/flows", serve(p.Flows, http.StatusInternalServerError))
+	if r, ok := p.(Reloader); ok {
+		mux.Handle("POST /v1/reload", serve(r.Reload, http.StatusUnprocessableEntity))
+	}
 	return mux
 }
 

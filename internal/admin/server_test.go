@@ -110,6 +110,50 @@ func TestServeUnixSocket(t *testing.T) {
 	}
 }
 
+// reloadingProvider is a Provider that can also reload.
+type reloadingProvider struct {
+	fakeProvider
+	reloaded int
+}
+
+func (p *reloadingProvider) Reload(context.Context) (any, error) {
+	if p.err != nil {
+		return nil, p.err
+	}
+	p.reloaded++
+	return Reloaded{Config: "/etc/hybridgw/hcpe.yaml", NotApplied: []string{"tun"}}, nil
+}
+
+// Reload is POST only, exists only for a Reloader, and a refused config is
+// a 422 carrying the problems.
+func TestServeReload(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain.sock")
+	serve(t, plain, Handler(&fakeProvider{}, nil))
+	var r Reloaded
+	if err := Post(context.Background(), plain, "/v1/reload", &r); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("reload on a daemon without it: err %v, want a 404", err)
+	}
+
+	sock := filepath.Join(dir, "admin.sock")
+	p := &reloadingProvider{}
+	serve(t, sock, Handler(p, nil))
+	if err := Get(context.Background(), sock, "/v1/reload", &r); err == nil || !strings.Contains(err.Error(), "405") {
+		t.Errorf("GET /v1/reload: err %v, want a 405", err)
+	}
+	if err := Post(context.Background(), sock, "/v1/reload", &r); err != nil {
+		t.Fatal(err)
+	}
+	if p.reloaded != 1 || r.Config != "/etc/hybridgw/hcpe.yaml" || len(r.NotApplied) != 1 {
+		t.Errorf("reload: %d calls, answer %+v", p.reloaded, r)
+	}
+	p.err = errors.New(`hcpe.yaml:14: uplinks[1].role: "standby" is not one of primary, overflow, backup, bond`)
+	err := Post(context.Background(), sock, "/v1/reload", &r)
+	if err == nil || !strings.Contains(err.Error(), "422") || !strings.Contains(err.Error(), "uplinks[1].role") || strings.HasPrefix(err.Error(), "Post ") {
+		t.Errorf("refused reload: err %v, want a 422 with the problem", err)
+	}
+}
+
 func TestServeRemovesSocketOnExit(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "admin.sock")
 	ctx, cancel := context.WithCancel(context.Background())

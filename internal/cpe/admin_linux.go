@@ -35,6 +35,18 @@ func (c *CPE) serveAdmin(ctx context.Context) error {
 	return admin.Serve(ctx, c.cfg.Admin.Listen, admin.Handler(a, c.ready), c.log)
 }
 
+// Reload is `hcpe reload`: the same as SIGHUP, with the outcome answered
+// to the operator instead of only logged.
+func (a *cpeAdmin) Reload(context.Context) (any, error) {
+	path := a.c.cfg.File()
+	na, err := a.c.reload(path)
+	if err != nil {
+		a.c.log.Error("reload failed", "config", path, "err", err, "via", "admin API")
+		return nil, err
+	}
+	return admin.Reloaded{Config: path, NotApplied: na}, nil
+}
+
 // cpeAdmin is hcpe's admin.Provider.
 type cpeAdmin struct {
 	c       *CPE

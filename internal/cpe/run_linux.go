@@ -226,17 +226,24 @@ const steeringSlotTable = config.SteeringSlotTable
 // settings that need a restart (interfaces, TUN, hag, limits, listeners)
 // are reported and left as they are.
 func (c *CPE) Reload(path string) error {
+	_, err := c.reload(path)
+	return err
+}
+
+// reload is Reload that also returns the settings left for a restart.
+func (c *CPE) reload(path string) (notApplied []string, err error) {
 	nc, err := config.LoadHCPE(path)
 	if err != nil {
-		return fmt.Errorf("new config refused, the running one stays in force:\n%w", err)
+		return nil, fmt.Errorf("new config refused, the running one stays in force:\n%w", err)
 	}
 	c.reloadMu.Lock()
 	defer c.reloadMu.Unlock()
 	if c.steer == nil {
-		return errors.New("hcpe is not running")
+		return nil, errors.New("hcpe is not running")
 	}
-	if fields := restartOnly(c.cfg, nc); len(fields) > 0 {
-		c.log.Warn("reload: these settings need a restart and were not applied", "fields", fields)
+	notApplied = restartOnly(c.cfg, nc)
+	if len(notApplied) > 0 {
+		c.log.Warn("reload: these settings need a restart and were not applied", "fields", notApplied)
 	}
 	// Uplinks are matched by name; a reload cannot add or remove one.
 	roles := make([]config.Uplink, len(c.cfg.Uplinks))
@@ -252,7 +259,7 @@ func (c *CPE) Reload(path string) error {
 	if !sameBypass(c.bypass, nc.Bypass) {
 		next := c.steering(1-c.slot, nc.Bypass)
 		if err := next.Install(); err != nil {
-			return fmt.Errorf("installing the new bypass rules (the old ones stay): %w", err)
+			return notApplied, fmt.Errorf("installing the new bypass rules (the old ones stay): %w", err)
 		}
 		if err := c.steer.Remove(); err != nil {
 			c.log.Warn("reload: removing the old steering", "err", err)
@@ -261,7 +268,7 @@ func (c *CPE) Reload(path string) error {
 	}
 	c.log.Info("config reloaded", "config", path, "bypass_destinations", len(nc.Bypass.Dsts), "bypass_ports", len(nc.Bypass.PortRanges),
 		"bypass_sources", len(nc.Bypass.Srcs), "steering_slot", c.slot)
-	return nil
+	return notApplied, nil
 }
 
 func sameBypass(a, b config.Bypass) bool {

@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,7 +20,9 @@ import (
 // it leaves alone, and that it leaves nothing behind.
 func TestCPE(t *testing.T) {
 	netlab.RequireRoot(t)
-	s := startSystem(t, `ports: []`, `ports: ["8443"]`)
+	// Its own admin socket: `hcpe reload` talks to this hcpe only.
+	sock := filepath.Join(t.TempDir(), "hcpe.sock")
+	s := startSystem(t, `ports: []`, `ports: ["8443"]`, "listen: /run/hcpe/admin.sock", "listen: "+sock)
 
 	t.Run("BypassAndUDPStayNative", func(t *testing.T) {
 		tunPackets := func() string {
@@ -116,34 +121,74 @@ func TestCPE(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.WriteFile(s.cpeConfig, orig, 0o600) })
-		hup := func() { s.cpe.cmd.Process.Signal(syscall.SIGHUP) }
-		done := make(chan error, 1)
+		reload := func(args ...string) (string, error) {
+			out, err := exec.Command(filepath.Join(binDir, "hcpe"), append([]string{"reload"}, args...)...).CombinedOutput()
+			return string(out), err
+		}
+		// The server on 9443 answers with the address it saw: hag's for a
+		// converted flow, the CPE's DSL address (masquerade) for a bypassed one.
+		netlab.ServeTCP(t, s.lab.SRV, "[::]:9443", func(c net.Conn) { fmt.Fprint(c, netlab.PeerOf(c).Addr().Unmap()) })
+		seenFrom := func() string {
+			t.Helper()
+			c, err := s.dial(s.ctx(t, 10*time.Second), netip.AddrPortFrom(server4, 9443))
+			if err != nil {
+				t.Fatalf("connecting to port 9443: %v", err)
+			}
+			defer c.Close()
+			b, _ := io.ReadAll(c)
+			return string(b)
+		}
+		if got := seenFrom(); got != netlab.HAGWAN4 {
+			t.Fatalf("before the reload, port 9443 seen from %q, want hag's %s (converted)", got, netlab.HAGWAN4)
+		}
+
+		type result struct {
+			gap time.Duration
+			err error
+		}
+		done := make(chan result, 1)
 		go func() {
-			_, _, err := s.download(s.ctx(t, time.Minute), netip.AddrPortFrom(server4, 8081), 30<<20, 12)
-			done <- err
+			_, gap, err := s.download(s.ctx(t, time.Minute), netip.AddrPortFrom(server4, 8081), 30<<20, 12)
+			done <- result{gap, err}
 		}()
 		time.Sleep(time.Second)
-		// New bypass port 9443 and LTE as a bond uplink, while the download runs.
+		// New bypass port 9443 and LTE as a bond uplink, while the download
+		// runs: with `hcpe reload`, which answers what it did.
 		next := strings.Replace(strings.Replace(string(orig), `ports: ["8443"]`, `ports: ["8443", "9443"]`, 1), "role: overflow", "role: bond", 1)
 		os.WriteFile(s.cpeConfig, []byte(next), 0o600)
-		hup()
-		waitFor(t, "the new bypass rule", 5*time.Second, func() bool {
-			out, _ := s.lab.CPE.Output("ip", "rule", "show", "proto", "104")
-			return strings.Contains(out, "dport 9443")
-		})
+		if out, err := reload("-c", s.cpeConfig); err != nil || !strings.Contains(out, "hcpe reloaded "+s.cpeConfig) {
+			t.Fatalf("hcpe reload: %v\n%s", err, out)
+		}
+		if out, _ := s.lab.CPE.Output("ip", "rule", "show", "proto", "104"); !strings.Contains(out, "dport 9443") {
+			t.Errorf("no steering rule for the new bypass port after `hcpe reload` returned:\n%s", out)
+		}
+		if got := seenFrom(); got != netlab.CPEDSL4 {
+			t.Errorf("after the reload, a new flow to port 9443 seen from %q, want the CPE's native %s (bypassed)", got, netlab.CPEDSL4)
+		}
 		waitFor(t, "LTE as bond (never backup)", 5*time.Second, func() bool {
 			return s.metric(t, s.lab.CPE, 9101, "hcpe_uplink_backup", `uplink="lte"`) == 0
 		})
-		// An invalid file is refused; the running config stays.
+		// An invalid file is refused with its problem: by `hcpe reload -c`
+		// before sending, by hcpe itself when asked through the socket
+		// alone, and on SIGHUP (logged); the running config stays.
 		os.WriteFile(s.cpeConfig, []byte(strings.Replace(next, "role: bond", "role: standby", 1)), 0o600)
-		hup()
-		if err := <-done; err != nil {
-			t.Fatalf("download across two reloads: %v", err)
+		const problem = `uplinks[1].role: "standby" is not one of`
+		if out, err := reload("-c", s.cpeConfig); err == nil || !strings.Contains(out, problem) || !strings.Contains(out, "not reloaded") {
+			t.Errorf("hcpe reload -c of an invalid file: err %v, want it refused with the problem:\n%s", err, out)
 		}
-		b, _ := os.ReadFile(s.cpe.log)
-		if !strings.Contains(string(b), `uplinks[1].role: \"standby\" is not one of`) {
-			t.Errorf("the refused reload was not logged with its problem")
+		if out, err := reload("--admin", sock); err == nil || !strings.Contains(out, "422") || !strings.Contains(out, problem) {
+			t.Errorf("hcpe reload --admin with an invalid file: err %v, want hcpe's 422 with the problem:\n%s", err, out)
 		}
+		s.cpe.cmd.Process.Signal(syscall.SIGHUP)
+		r := <-done
+		if r.err != nil {
+			t.Fatalf("download across three reloads: %v", r.err)
+		}
+		t.Logf("30 MiB download across the reloads: intact, longest receive gap %v", r.gap.Round(time.Millisecond))
+		waitFor(t, "the refused SIGHUP reload in the log", 5*time.Second, func() bool {
+			b, _ := os.ReadFile(s.cpe.log)
+			return strings.Count(string(b), `uplinks[1].role: \"standby\" is not one of`) >= 2
+		})
 		if out, _ := s.lab.CPE.Output("ip", "rule", "show", "proto", "104"); !strings.Contains(out, "dport 9443") {
 			t.Errorf("a refused reload changed the steering:\n%s", out)
 		}
