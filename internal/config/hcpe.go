@@ -102,7 +102,7 @@ type Bypass struct {
 	Destinations []string `yaml:"destinations"`
 	Ports        []string `yaml:"ports"`
 	Sources      []string `yaml:"sources"`
-	Uplink       string   `yaml:"uplink"` // uplink bypassed traffic leaves on; default the first
+	Uplink       string   `yaml:"uplink"` // uplink what the LAN sends natively leaves on; "" = the router's own routing
 
 	Dsts       []netip.Prefix `yaml:"-"`
 	PortRanges []PortRange    `yaml:"-"`

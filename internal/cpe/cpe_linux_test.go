@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"hybridgw/internal/config"
 	"hybridgw/internal/convert"
@@ -55,6 +56,7 @@ func TestReloadChanges(t *testing.T) {
 		{"roles and policy are live", func(c *config.HCPE) { c.Uplinks[1].Role = "bond"; c.Policy.OverflowOn = 0.9 }, nil, false},
 		{"bypass is live", func(c *config.HCPE) { c.Bypass.PortRanges = []config.PortRange{{Lo: 22, Hi: 22}} }, nil, true},
 		{"bypass prefix", func(c *config.HCPE) { c.Bypass.Dsts = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")} }, nil, true},
+		{"bypass uplink is live", func(c *config.HCPE) { c.Bypass.Uplink = "lte" }, nil, true},
 		{"tun needs a restart", func(c *config.HCPE) { c.TUN.MTU = 1400 }, []string{"tun"}, false},
 		{"an uplink's interface", func(c *config.HCPE) { c.Uplinks[0].Interface = "eth1" }, []string{"uplinks[0]"}, false},
 		{"uplink count", func(c *config.HCPE) { c.Uplinks = c.Uplinks[:1] }, []string{"uplinks (count)"}, false},
@@ -71,5 +73,20 @@ func TestReloadChanges(t *testing.T) {
 				t.Errorf("bypass changed = %v, want %v", got, tc.bypass)
 			}
 		})
+	}
+}
+
+func TestRaceDelay(t *testing.T) {
+	for _, tc := range []struct {
+		rtt, want time.Duration
+	}{
+		{0, raceDelayUnknown},
+		{15 * time.Millisecond, raceDelayMin},
+		{100 * time.Millisecond, 300 * time.Millisecond},
+		{time.Second, raceDelayMax},
+	} {
+		if got := raceDelay(tc.rtt); got != tc.want {
+			t.Errorf("raceDelay(%v) = %v, want %v", tc.rtt, got, tc.want)
+		}
 	}
 }

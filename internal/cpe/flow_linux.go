@@ -86,8 +86,9 @@ func (c *CPE) dial(ctx context.Context, id netstack.FlowID) (netstack.Upstream, 
 	if c.cfg.HAG.FastOpen {
 		synData = first
 	}
-	conn, err := mptcp.Dial(ctx, mptcp.DialOptions{Remote: hag, Local: netip.AddrPortFrom(local, 0), Timeout: timeout}, synData)
-	if err == nil && synData == nil {
+	a, err := c.connect(ctx, hag, attempt{uplink: uplink, local: local}, synData, timeout)
+	conn := a.conn
+	if err == nil && !a.sent {
 		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
 		if _, err = conn.Write(first); err != nil {
 			conn.Close()
@@ -98,7 +99,13 @@ func (c *CPE) dial(ctx context.Context, id netstack.FlowID) (netstack.Upstream, 
 		if errors.Is(err, mptcp.ErrMPTCPUnavailable) {
 			return fail("mptcp_unavailable", netstack.RejectHostUnreachable, err)
 		}
-		return fail("hag_unreachable", netstack.RejectHostUnreachable, fmt.Errorf("connecting to hag %s from %s (%s): %w", hag, local, uplink, err))
+		return fail("hag_unreachable", netstack.RejectHostUnreachable, fmt.Errorf("connecting to hag %s: %w", hag, err))
+	}
+	if a.uplink != uplink {
+		log.Info("first uplink did not answer in time; the flow starts on another", "wanted", uplink, "uplink", a.uplink,
+			"race_delay", raceDelay(c.health.rtt(uplink)).String())
+		uplink = a.uplink
+		f.uplink = uplink
 	}
 	// A cancelled ctx (shutdown, netstack's dial timeout) must end the wait
 	// for the reply too.

@@ -27,6 +27,8 @@ type health struct {
 	roles    []config.Uplink // roles and nominal rates, replaced on reload
 	params   config.Policy
 	decision policy.Decision
+	states   []policy.UplinkState // what decision was made from: liveness, RTT, load
+	state    map[string]string    // uplink → active, backup or down, for the metrics
 	probers  map[string]*runningProber
 	lastRx   map[string][2]uint64
 	lastAt   time.Time
@@ -40,7 +42,7 @@ type runningProber struct {
 }
 
 func newHealth(c *CPE) *health {
-	return &health{c: c, wake: make(chan struct{}, 1), probers: map[string]*runningProber{}, lastRx: map[string][2]uint64{},
+	return &health{c: c, wake: make(chan struct{}, 1), probers: map[string]*runningProber{}, lastRx: map[string][2]uint64{}, state: map[string]string{},
 		roles: append([]config.Uplink(nil), c.cfg.Uplinks...), params: c.cfg.Policy}
 }
 
@@ -74,6 +76,34 @@ func (h *health) usable(name string) bool {
 	}
 	d, ok := h.decision.Get(name)
 	return ok && d.Usable
+}
+
+// alive reports whether the probes last found the uplink alive (before
+// the first decision, every uplink is).
+func (h *health) alive(name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.states == nil {
+		return true
+	}
+	for _, st := range h.states {
+		if st.Name == name {
+			return st.Alive
+		}
+	}
+	return false
+}
+
+// rtt is the uplink's smoothed probe RTT to hag, 0 when unknown.
+func (h *health) rtt(name string) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, st := range h.states {
+		if st.Name == name {
+			return st.RTT
+		}
+	}
+	return 0
 }
 
 func (h *health) run(ctx context.Context) {
@@ -121,7 +151,9 @@ func (h *health) ensureProbers(ctx context.Context) {
 		if rp != nil {
 			rp.cancel()
 			<-rp.done
+			h.mu.Lock()
 			delete(h.probers, u.Name)
+			h.mu.Unlock()
 		}
 		if !local.IsValid() {
 			continue
@@ -144,8 +176,40 @@ func (h *health) ensureProbers(ctx context.Context) {
 		pctx, cancel := context.WithCancel(ctx)
 		rp = &runningProber{p: p, local: local, cancel: cancel, done: make(chan struct{})}
 		go func() { defer close(rp.done); _ = p.Run(pctx) }()
+		h.mu.Lock()
 		h.probers[u.Name] = rp
+		h.mu.Unlock()
 		h.c.log.Info("probing uplink", "uplink", u.Name, "from", local.String(), "to", remote.String())
+	}
+}
+
+// account feeds the state metrics: each uplink's state (active, backup,
+// down), the time spent in the one it had since the last decision, its
+// changes, and whether it is an overflow uplink in use because the
+// primaries are saturated. Called with h.mu held.
+func (h *health) account(d policy.Decision, states []policy.UplinkState, dt float64) {
+	m := h.c.m
+	for i, ud := range d.Uplinks {
+		now := "active"
+		switch {
+		case !states[i].Alive:
+			now = "down"
+		case ud.Backup:
+			now = "backup"
+		}
+		was, seen := h.state[ud.Name]
+		if seen && dt > 0 {
+			m.UplinkStateSeconds.WithLabelValues(ud.Name, was).Add(dt)
+		}
+		if was != now {
+			m.UplinkStateChanges.WithLabelValues(ud.Name, now).Inc()
+			h.state[ud.Name] = now
+		}
+		o := 0.0
+		if ud.Reason == policy.ReasonSaturated {
+			o = 1
+		}
+		m.OverflowActive.WithLabelValues(ud.Name).Set(o)
 	}
 }
 
@@ -191,7 +255,8 @@ func (h *health) decide() {
 	params := policy.Params{OverflowOn: pp.OverflowOn, OverflowOff: pp.OverflowOff, MinHold: pp.MinHold,
 		RTTGuard: pp.RTTGuard, RTTGuardHysteresis: pp.RTTGuardHysteresis}
 	d := policy.Decide(now, states, prev, params)
-	h.decision = d
+	h.decision, h.states = d, states
+	h.account(d, states, dt)
 	h.mu.Unlock()
 
 	for _, ud := range d.Changed(prev) {

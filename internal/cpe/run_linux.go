@@ -211,6 +211,11 @@ func (c *CPE) steering(slot int, b config.Bypass) *tun.Steering {
 	for _, r := range b.PortRanges {
 		st.BypassPorts = append(st.BypassPorts, tun.PortRange{First: r.Lo, Last: r.Hi})
 	}
+	for _, u := range c.cfg.Uplinks {
+		if u.Name == b.Uplink {
+			st.NativeTable = u.Table
+		}
+	}
 	return st
 }
 
@@ -266,13 +271,13 @@ func (c *CPE) reload(path string) (notApplied []string, err error) {
 		}
 		c.steer, c.slot, c.bypass = next, 1-c.slot, nc.Bypass
 	}
-	c.log.Info("config reloaded", "config", path, "bypass_destinations", len(nc.Bypass.Dsts), "bypass_ports", len(nc.Bypass.PortRanges),
+	c.log.Info("config reloaded", "config", path, "bypass_destinations", len(nc.Bypass.Dsts), "bypass_ports", len(nc.Bypass.PortRanges), "bypass_uplink", nc.Bypass.Uplink,
 		"bypass_sources", len(nc.Bypass.Srcs), "steering_slot", c.slot)
 	return notApplied, nil
 }
 
 func sameBypass(a, b config.Bypass) bool {
-	return slices.Equal(a.Dsts, b.Dsts) && slices.Equal(a.Srcs, b.Srcs) && slices.Equal(a.PortRanges, b.PortRanges)
+	return slices.Equal(a.Dsts, b.Dsts) && slices.Equal(a.Srcs, b.Srcs) && slices.Equal(a.PortRanges, b.PortRanges) && a.Uplink == b.Uplink
 }
 
 // restartOnly names the settings that differ and that a reload cannot
@@ -305,9 +310,6 @@ func restartOnly(old, nw *config.HCPE) []string {
 	}
 	if old.Metrics != nw.Metrics || old.Admin != nw.Admin || old.Log != nw.Log {
 		out = append(out, "metrics/admin/log")
-	}
-	if old.Bypass.Uplink != nw.Bypass.Uplink {
-		out = append(out, "bypass.uplink")
 	}
 	return out
 }

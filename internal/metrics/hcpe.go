@@ -19,6 +19,11 @@ type HCPE struct {
 	UplinkRTT     *prometheus.GaugeVec   // uplink; smoothed probe RTT
 	UplinkLoss    *prometheus.GaugeVec   // uplink; probe loss over the recent window
 	FlowEnds      *prometheus.CounterVec // reason
+
+	UplinkStateChanges *prometheus.CounterVec // uplink, state (the new one: active, backup, down)
+	UplinkStateSeconds *prometheus.CounterVec // uplink, state
+	OverflowActive     *prometheus.GaugeVec   // uplink; 1 while an overflow uplink carries data because the primaries are saturated
+	FlowRaces          *prometheus.CounterVec // uplink (the winner); first subflow raced onto another uplink
 }
 
 // NewHCPE registers hcpe's collectors on a fresh registry.
@@ -64,8 +69,21 @@ func NewHCPE() *HCPE {
 		FlowEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hcpe_flow_ends_total", Help: "Carried flows that ended, by reason.",
 		}, []string{"reason"}),
+		UplinkStateChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hcpe_uplink_state_changes_total", Help: "Uplink state changes (active, backup, down), by uplink and the state entered.",
+		}, []string{"uplink", "state"}),
+		UplinkStateSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hcpe_uplink_state_seconds_total", Help: "Time spent in each state (active, backup, down), by uplink.",
+		}, []string{"uplink", "state"}),
+		OverflowActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hcpe_uplink_overflow_active", Help: "1 while an overflow uplink carries data because the primaries run above their share.",
+		}, []string{"uplink"}),
+		FlowRaces: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hcpe_flow_setup_races_total", Help: "New flows whose handshake with hag was raced onto another uplink because the policy's choice did not answer in time, by the uplink that won.",
+		}, []string{"uplink"}),
 	}
 	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.FlowSetup, m.ConvertErrors, m.UplinkBytes, m.Subflows,
-		m.Fallbacks, m.NetstackDrops, m.UplinkUp, m.UplinkBackup, m.UplinkRTT, m.UplinkLoss, m.FlowEnds)
+		m.Fallbacks, m.NetstackDrops, m.UplinkUp, m.UplinkBackup, m.UplinkRTT, m.UplinkLoss, m.FlowEnds,
+		m.UplinkStateChanges, m.UplinkStateSeconds, m.OverflowActive, m.FlowRaces)
 	return m
 }

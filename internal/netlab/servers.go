@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The test servers the root and end-to-end tests run in a lab's server
@@ -70,15 +71,40 @@ func SourceRequest(n, seed uint64) []byte {
 // SendSeeded reads a SourceRequest, sends the bytes and half-closes, so the
 // server's FIN comes first while the client's direction stays open. It
 // returns the hash of what it sent.
-func SendSeeded(c net.Conn) ([]byte, error) {
+func SendSeeded(c net.Conn) ([]byte, error) { return SendSeededPaced(c, 0) }
+
+// SendSeededPaced is SendSeeded at bps bits per second at most (0: as fast
+// as the connection takes it): a sender that does not fill the path, as
+// a video stream would not.
+func SendSeededPaced(c net.Conn, bps float64) ([]byte, error) {
 	var hdr [16]byte
 	if _, err := io.ReadFull(c, hdr[:]); err != nil {
 		return nil, fmt.Errorf("reading the request: %w", err)
 	}
 	n, seed := binary.BigEndian.Uint64(hdr[:8]), binary.BigEndian.Uint64(hdr[8:])
 	h := sha256.New()
-	if _, err := io.CopyN(io.MultiWriter(c, h), Seeded(seed), int64(n)); err != nil {
-		return nil, fmt.Errorf("sending %d bytes: %w", n, err)
+	w := io.MultiWriter(c, h)
+	if bps <= 0 {
+		if _, err := io.CopyN(w, Seeded(seed), int64(n)); err != nil {
+			return nil, fmt.Errorf("sending %d bytes: %w", n, err)
+		}
+	} else {
+		src, buf, start := Seeded(seed), make([]byte, 16<<10), time.Now()
+		for sent := uint64(0); sent < n; {
+			k := min(uint64(len(buf)), n-sent)
+			if _, err := io.ReadFull(src, buf[:k]); err != nil {
+				return nil, err
+			}
+			if _, err := w.Write(buf[:k]); err != nil {
+				return nil, fmt.Errorf("sending %d bytes at %.0f bit/s: %w", n, bps, err)
+			}
+			sent += k
+			// Sleep until the schedule catches up, not a fixed gap per
+			// write: timer overshoot does not accumulate.
+			if d := time.Duration(float64(sent) * 8 / bps * float64(time.Second)); d > time.Since(start) {
+				time.Sleep(d - time.Since(start))
+			}
+		}
 	}
 	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
 		return nil, fmt.Errorf("half-closing: %w", err)

@@ -15,13 +15,21 @@
 //	pref P    iif <lan> ipproto tcp dport <range> goto P+2
 //	pref P+1  iif <lan> ipproto tcp              lookup <table>
 //	pref P+2  nop
+//	pref P+2  iif <lan> lookup main suppress_prefixlength 0   (with NativeTable)
+//	pref P+2  iif <lan> lookup <native table>                  (with NativeTable)
 //	table <table>: default dev <tun>   (IPv4 and IPv6)
 //
-// Bypassed traffic jumps over the steering rule to the nop and continues with
-// whatever rules follow, so it is routed exactly as if hcpe were not there
-// (a "lookup main" would skip any policy routing the router has after P).
-// Non-TCP traffic never matches the steering rule, and hcpe's own sockets are
-// locally generated, so they never match "iif <lan>".
+// Bypassed traffic jumps over the steering rule to the nop. Without a
+// NativeTable it continues with whatever rules follow, so it is routed
+// exactly as if hcpe were not there (a "lookup main" would skip any policy
+// routing the router has after P). With one (hcpe's bypass.uplink), what
+// the LAN sends natively — bypassed TCP and all non-TCP traffic, which
+// reaches P+2 too — takes the main table's specific routes (the LAN's
+// other subnets) and otherwise that uplink's default route; rules of the
+// same priority are evaluated in the order they were added, and a goto
+// lands on the first of them, the nop. Non-TCP traffic never matches the
+// steering rule, and hcpe's own sockets are locally generated, so they
+// never match "iif <lan>".
 //
 // Every rule and route carries the protocol number RouteProtocol, which is
 // how CleanStale recognises what a crashed run left behind.
@@ -76,6 +84,10 @@ type Steering struct {
 	BypassSrc []netip.Prefix
 	// BypassPorts are TCP destination ports routed natively.
 	BypassPorts []PortRange
+	// NativeTable, if not 0, is the table whose default route what the
+	// LAN sends natively takes (an uplink's source-routing table); 0
+	// leaves it to the rules after P+2 and the main table.
+	NativeTable int
 
 	state *installed // what Install added, for Remove; nil when not installed
 }
@@ -97,6 +109,9 @@ func (s *Steering) validate() error {
 	// 0 is unspec, 253-255 are default, main and local.
 	if s.Table <= 0 || (s.Table >= 253 && s.Table <= 255) {
 		errs = append(errs, fmt.Errorf("steering: table %d is reserved or invalid; use a dedicated table number", s.Table))
+	}
+	if s.NativeTable < 0 || (s.NativeTable >= 253 && s.NativeTable <= 255) || (s.NativeTable != 0 && s.NativeTable == s.Table) {
+		errs = append(errs, fmt.Errorf("steering: native table %d is reserved, invalid or the TUN's own", s.NativeTable))
 	}
 	// 0 is the local table's rule; 32766 and 32767 are main and default.
 	if s.Priority <= 0 || s.Priority+2 >= 32766 {

@@ -107,6 +107,21 @@ func (s *Steering) rules() []*netlink.Rule {
 		r.Type = frActNop
 		out = append(out, r)
 	}
+	if s.NativeTable != 0 {
+		for _, lan := range s.LANs {
+			for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+				r := rule(fam, skip)
+				r.IifName = lan
+				r.Table = unix.RT_TABLE_MAIN
+				r.SuppressPrefixlen = 0
+				out = append(out, r)
+				r = rule(fam, skip)
+				r.IifName = lan
+				r.Table = s.NativeTable
+				out = append(out, r)
+			}
+		}
+	}
 	for _, lan := range s.LANs {
 		for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 			for _, p := range s.BypassDst {

@@ -22,7 +22,9 @@ func TestCPE(t *testing.T) {
 	netlab.RequireRoot(t)
 	// Its own admin socket: `hcpe reload` talks to this hcpe only.
 	sock := filepath.Join(t.TempDir(), "hcpe.sock")
-	s := startSystem(t, `ports: []`, `ports: ["8443"]`, "listen: /run/hcpe/admin.sock", "listen: "+sock)
+	// Native traffic over LTE while the router's main table says DSL:
+	// what the server sees shows which uplink bypass.uplink chose.
+	s := startSystem(t, `ports: []`, `ports: ["8443"]`, "listen: /run/hcpe/admin.sock", "listen: "+sock, "uplink: dsl", "uplink: lte")
 
 	t.Run("BypassAndUDPStayNative", func(t *testing.T) {
 		tunPackets := func() string {
@@ -71,10 +73,11 @@ func TestCPE(t *testing.T) {
 		buf := make([]byte, 64)
 		n, _ := c.Read(buf)
 		c.Close()
-		// Native IPv4 leaves masqueraded behind the CPE's DSL address; through
-		// hag it would come from hag's 203.0.113.1.
-		if got := string(buf[:n]); got != netlab.CPEDSL4 {
-			t.Errorf("server saw bypassed TCP from %q, want the CPE's native %s", got, netlab.CPEDSL4)
+		// Native IPv4 leaves masqueraded behind the address of the uplink
+		// bypass.uplink names (LTE); through hag it would come from hag's
+		// 203.0.113.1, by the main table from DSL's.
+		if got := string(buf[:n]); got != netlab.CPELTE4 {
+			t.Errorf("server saw bypassed TCP from %q, want the CPE's LTE address %s (bypass.uplink: lte)", got, netlab.CPELTE4)
 		}
 		var got string
 		if err := s.lab.LAN.Do(func() error {
@@ -126,7 +129,8 @@ func TestCPE(t *testing.T) {
 			return string(out), err
 		}
 		// The server on 9443 answers with the address it saw: hag's for a
-		// converted flow, the CPE's DSL address (masquerade) for a bypassed one.
+		// converted flow, the CPE's uplink address (masquerade) for a
+		// bypassed one.
 		netlab.ServeTCP(t, s.lab.SRV, "[::]:9443", func(c net.Conn) { fmt.Fprint(c, netlab.PeerOf(c).Addr().Unmap()) })
 		seenFrom := func() string {
 			t.Helper()
@@ -152,9 +156,10 @@ func TestCPE(t *testing.T) {
 			done <- result{gap, err}
 		}()
 		time.Sleep(time.Second)
-		// New bypass port 9443 and LTE as a bond uplink, while the download
-		// runs: with `hcpe reload`, which answers what it did.
-		next := strings.Replace(strings.Replace(string(orig), `ports: ["8443"]`, `ports: ["8443", "9443"]`, 1), "role: overflow", "role: bond", 1)
+		// New bypass port 9443 leaving on DSL, and LTE as a bond uplink,
+		// while the download runs: with `hcpe reload`, which answers what
+		// it did.
+		next := strings.NewReplacer(`ports: ["8443"]`, `ports: ["8443", "9443"]`, "role: overflow", "role: bond", "uplink: lte", "uplink: dsl").Replace(string(orig))
 		os.WriteFile(s.cpeConfig, []byte(next), 0o600)
 		if out, err := reload("-c", s.cpeConfig); err != nil || !strings.Contains(out, "hcpe reloaded "+s.cpeConfig) {
 			t.Fatalf("hcpe reload: %v\n%s", err, out)
@@ -163,7 +168,7 @@ func TestCPE(t *testing.T) {
 			t.Errorf("no steering rule for the new bypass port after `hcpe reload` returned:\n%s", out)
 		}
 		if got := seenFrom(); got != netlab.CPEDSL4 {
-			t.Errorf("after the reload, a new flow to port 9443 seen from %q, want the CPE's native %s (bypassed)", got, netlab.CPEDSL4)
+			t.Errorf("after the reload, a new flow to port 9443 seen from %q, want the CPE's DSL address %s (bypassed, bypass.uplink: dsl)", got, netlab.CPEDSL4)
 		}
 		waitFor(t, "LTE as bond (never backup)", 5*time.Second, func() bool {
 			return s.metric(t, s.lab.CPE, 9101, "hcpe_uplink_backup", `uplink="lte"`) == 0

@@ -251,6 +251,12 @@ func startServers(t *testing.T, ns *netlab.NS) *servers {
 // download asks :8081 for n seeded bytes and checks them; it returns the
 // bytes received and the longest gap between two reads.
 func (s *system) download(ctx context.Context, dst netip.AddrPort, n uint64, seed uint64) (got int64, gap time.Duration, err error) {
+	return s.downloadWatch(ctx, dst, n, seed, nil)
+}
+
+// downloadWatch is download that calls watch with the running total after
+// every read.
+func (s *system) downloadWatch(ctx context.Context, dst netip.AddrPort, n uint64, seed uint64, watch func(total int64)) (got int64, gap time.Duration, err error) {
 	c, err := s.dial(ctx, dst)
 	if err != nil {
 		return 0, 0, err
@@ -277,6 +283,9 @@ func (s *system) download(ctx context.Context, dst netip.AddrPort, n uint64, see
 			last = time.Now()
 			h.Write(buf[:k])
 			got += int64(k)
+			if watch != nil {
+				watch(got)
+			}
 		}
 		if rerr == io.EOF {
 			break
@@ -302,6 +311,11 @@ func (s *system) upload(ctx context.Context, dst netip.AddrPort, n uint64, seed 
 	if err != nil {
 		return "", err
 	}
+	return uploadOn(ctx, c, n, seed)
+}
+
+// uploadOn is upload over a connection already made; it closes c.
+func uploadOn(ctx context.Context, c *net.TCPConn, n uint64, seed uint64) (string, error) {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
