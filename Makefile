@@ -46,6 +46,6 @@ fuzz:
 	done
 
 clean:
-	rm -rf bin bench/out
+	rm -rf bin bench/out bench/out-smoke
 
 -include mk/*.mk

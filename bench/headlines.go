@@ -95,9 +95,26 @@ func (r *Report) headlines(flows int) {
 				"%.2f vs %.2f cores per Gbit/s (hcpe+hag vs ss-redir+ss-server; the peer also encrypts)", h.PerGbps, p.PerGbps)
 		}
 	}
-	hm, pm := r.perFlowKB(sysHybrid), r.perFlowKB(sysPeer)
-	if hm > 0 && pm > 0 {
-		add("RSS per idle flow hybridgw ÷ peer", hm/pm, "%.1f vs %.1f KB per flow (hcpe+hag vs ss-redir+ss-server)", hm, pm)
+	idle := r.idleCounts()
+	for _, n := range idle {
+		hm, pm := r.perFlowKB(sysHybrid, n), r.perFlowKB(sysPeer, n)
+		if hm > 0 && pm > 0 {
+			add(fmt.Sprintf("RSS per idle flow hybridgw ÷ peer, %d flows", n), hm/pm, "%.1f vs %.1f KB per flow (hcpe+hag vs ss-redir+ss-server)", hm, pm)
+		}
+	}
+	if len(idle) > 1 {
+		lo, hi := idle[0], idle[len(idle)-1]
+		for _, s := range []string{sysHybrid, sysPeer} {
+			a, b := r.perFlowKB(s, lo), r.perFlowKB(s, hi)
+			if a > 0 && b > 0 {
+				add(fmt.Sprintf("RSS per idle flow %s, %d ÷ %d flows", s, hi, lo), b/a, "%.1f KB per flow at %d flows, %.1f at %d (1.00: memory grows linearly with flows)", b, hi, a, lo)
+			}
+		}
+	}
+	if sh, rs := r.rateRun("shipped limits"), r.rateRun("rate limits raised"); sh != nil && rs != nil && sh.SustainedPerS > 0 {
+		add("hag new flows/s, rate limits raised ÷ shipped limits", rs.SustainedPerS/sh.SustainedPerS,
+			"%.0f vs %.0f new flows/s with < 1 %% errors and p99 setup < 1 s; shipped limits broke at %d/s, raised at %d/s (figure 7 says why)",
+			rs.SustainedPerS, sh.SustainedPerS, sh.BrokeAt, rs.BrokeAt)
 	}
 	for _, e := range r.Emulator {
 		if e.Err == "" {
@@ -124,15 +141,25 @@ func (r *Report) cpuOf(sys string, flows int) *CPURow {
 	return nil
 }
 
-// perFlowKB sums the RSS per flow of a system's processes; 0 if unknown.
-func (r *Report) perFlowKB(sys string) float64 {
+// perFlowKB sums the RSS per flow of a system's processes at a count of
+// idle flows; 0 if unknown.
+func (r *Report) perFlowKB(sys string, flows int) float64 {
 	var v float64
 	for _, m := range r.Memory {
-		if m.System == sys {
+		if m.System == sys && m.target() == flows {
 			v += m.PerFlowKB
 		}
 	}
 	return v
+}
+
+func (r *Report) rateRun(label string) *RateRun {
+	for i := range r.Rate {
+		if r.Rate[i].Label == label {
+			return &r.Rate[i]
+		}
+	}
+	return nil
 }
 
 // glance renders the at-a-glance table: one row per figure and case, one
@@ -198,8 +225,31 @@ func (r *Report) glance(flows int) string {
 		t.row(fmt.Sprintf("4. daemon cores per Gbit/s, %d flow(s)", n), cell(ch != nil, perG(ch), "%.2f"), "–", cell(cp != nil, perG(cp), "%.2f"), "–",
 			cell(ch != nil && cp != nil, ratio(perG(ch), perG(cp)), "**%.2f**"))
 	}
-	hm, pm := r.perFlowKB(sysHybrid), r.perFlowKB(sysPeer)
-	t.row("5. RSS per idle flow, KB (both daemons)", cell(hm != 0, hm, "%.1f"), "–", cell(pm != 0, pm, "%.1f"), "–", cell(hm != 0 && pm != 0, ratio(hm, pm), "**%.2f**"))
+	for _, n := range r.idleCounts() {
+		hm, pm := r.perFlowKB(sysHybrid, n), r.perFlowKB(sysPeer, n)
+		label := fmt.Sprintf("5. RSS per idle flow, KB (both daemons), %d flows", n)
+		for _, m := range r.Memory {
+			if m.target() == n && m.Asked > n {
+				label += fmt.Sprintf(" (%d asked: the most the open-file limit allows, see figure 5)", m.Asked)
+				break
+			}
+		}
+		t.row(label, cell(hm != 0, hm, "%.1f"), "–", cell(pm != 0, pm, "%.1f"), "–", cell(hm != 0 && pm != 0, ratio(hm, pm), "**%.2f**"))
+	}
+	for _, run := range r.Rate {
+		v := fmt.Sprintf("%.0f", run.SustainedPerS)
+		if run.BrokeAt > 0 {
+			v += fmt.Sprintf(" (broke at %d)", run.BrokeAt)
+		}
+		t.row("7. hag new flows/s (< 1 % errors, p99 < 1 s), "+run.Label, v, "–", "not measured", "–", "")
+	}
+	if run := r.rateRun("rate limits raised"); run != nil {
+		for _, st := range run.Steps {
+			if st.Pass && float64(st.Target) == run.SustainedPerS && st.AchievedPerS > 0 {
+				t.row(fmt.Sprintf("7. hag CPU per new flow, µs (at %d flows/s, limits raised)", st.Target), fmt.Sprintf("%.0f", 1e6*st.HagCores/st.AchievedPerS), "–", "not measured", "–", "")
+			}
+		}
+	}
 	if len(r.Emulator) > 0 {
 		b.WriteString("\nEmulator ceiling (figure 6; no daemon, linkem unshaped, one TCP flow between the cpe and hag namespaces, goal ≥ 1 Gbit/s):")
 		for i, e := range r.Emulator {
@@ -223,7 +273,11 @@ func perG(c *CPURow) float64 {
 
 // staticNotes are the method notes and caveats that hold for every run.
 func (r *Report) staticNotes(o options) {
-	r.note("Order: the emulator ceiling (no daemon), then each system in turn in the same lab — direct (no daemon), hybridgw (hag then hcpe started, stopped at the end), the peer (set up, torn down) — so no two systems ever intercept LAN TCP at once. Every system sees the same link profiles, the same seeds and the same server.")
+	r.note("Order: the emulator ceiling (no daemon), then each system in turn in the same lab — direct (no daemon), hybridgw (hag then hcpe started, stopped at the end), the peer (set up, torn down) — so no two systems ever intercept LAN TCP at once; last, hag's connection rate (figure 7) with hag alone. Every system sees the same link profiles, the same seeds and the same server.")
+	r.note("Figure 5 asks for %s idle flows in turn (the larger count adds to the smaller's open flows), and measures every system at every count another system reached. For 10,000, hcpe's `limits.flows` and hag's per-CPE flow and rate limits are raised in the bench's config copies (listed under Systems), the peer's `-n` is at most its open-file limit, and the bench raises RLIMIT_NOFILE for itself and the daemons it starts as far as it may (machine line). Each process's descriptors per flow are measured (figure 5's last column); a count that would take a process past its open-file limit is measured at the most that fits, and a note says so.", strings.ReplaceAll(o.IdleFlows, ",", " and "))
+	r.note("Figure 7 namespaces: in cpe, `net.ipv4.ip_local_port_range` 1024–65535 and `tcp_tw_reuse` 1, because one generator stands in for many CPEs from two addresses towards one hag address and port: with the default 32768–60999 and no reuse each address has about 28,000 ports, which TIME_WAIT (60 s, on the side that closes first) holds after use, so about 470 new flows/s per uplink address could be sustained — a real bound of a single CPE towards one hag address, not of hag. In hag, `ip_local_port_range` 1024–65535 as `deploy/sysctl/60-hybridgw-hag.conf` suggests, and the server listens on %d ports: hag closes its server connections first, so its TIME_WAIT sockets pile up towards the server. The TIME_WAIT column shows how many were held after each step.", rateServerPorts)
+	r.note("hag runs with the shipped log level (info), which writes two log lines per flow (open and closed) and one per refusal to its log file; at thousands of flows per second that is part of hag's cost in figure 7.")
+	r.note("Profiles: Go's CPU profiler (100 samples per second) ran in hcpe and hag during figure 4's one-flow hybridgw transfer, and in hag during each step of figure 7's second ramp; its small overhead is inside those figures' CPU numbers. The heap profiles of figure 5 are taken after the memory snapshot with the flows open. All profiles are in profiles/ next to report.json.")
 	r.note("Durations: one bulk download %v, %d parallel downloads %v (shorter than the single one to keep the whole run under 15 minutes), handover download %v with DSL set down at %v, unshaped transfers %v each. Direct single-link TCP is measured on the default pair only: it uses DSL alone, whose profile is the same in all three pairs.", o.Bulk, o.Flows, o.Parallel, o.Handover, o.DownAt, o.CPU)
 	r.note("Goodput is measured at the receiver (the LAN client's socket): shadowsocks does not pass half-close, and the daemons' buffers would make a sender-side figure optimistic. Downloads are time-bounded: the server sends until the client resets the connection at the end of the window.")
 	r.note("The peer encrypts (%s) and hybridgw does not; that is part of the OpenMPTCProuter approach as deployed, and it shows in the CPU figure. The peer's client side answers the LAN handshake locally (REDIRECT), so its connect time is a LAN RTT while the real connection to the server is made later; hybridgw holds the LAN handshake until hag has connected to the server, so a refused or unreachable server is seen by the client, as with direct TCP. TTFB is the fair comparison of the two.", peerCipher)
@@ -231,8 +285,8 @@ func (r *Report) staticNotes(o options) {
 	r.note("The link emulator is a userspace process (it runs inside the bench process, so 'bench process cores' includes it) on a 2-core machine that other engineers' tests share; unshaped throughput (figures 4 and 6) is bounded by it and by the machine, not by the daemons alone. Load average before and after the run is in the machine line.")
 	r.note("Memory: RSS is VmRSS from /proc/<pid>/status; the Go daemons' RSS includes heap the runtime has not returned to the OS, so 'after close' shows retention rather than a leak unless the heap in use also stays up.")
 	r.note("Handover: the link is set down with linkem's SetDown on both directions at once, which drops every packet (no carrier loss signal reaches either host, as when a DSL line drops behind a modem); hybridgw's and the peer's kernels find out by retransmission timeouts. Direct single-link TCP cannot recover and is listed to show the stall.")
-	r.note("hybridgw runs configs/hcpe.yaml as shipped, which has `hag.fast_open: false` (the commit notes that MPTCP connections opened with SYN data stall hag's sending on 6.18): the Convert request goes out after hcpe's MPTCP handshake with hag instead of in its SYN, so hybridgw's LAN connect takes about two path RTTs instead of one, which shows in figure 2. It also runs the shipped DSL-first overflow policy (dsl primary, lte overflow, overflow_on 0.8, min_hold 5 s), so a download starts on DSL alone and LTE joins once DSL is loaded; hybridgw-bond shows the same data path with both uplinks bonded from the start.")
-	r.note("Not measured here: upload direction efficiency, IPv6 flows (the address-preservation path), loss, and the peer with TCP Fast Open (`--fast-open`), which would remove one RTT from its connection to ss-server only if a TFO cookie is cached.")
+	r.note("hybridgw runs configs/hcpe.yaml as shipped (the bench's copy changes only limits and the admin socket), which has `hag.fast_open: false` (the commit notes that MPTCP connections opened with SYN data stall hag's sending on 6.18): the Convert request goes out after hcpe's MPTCP handshake with hag instead of in its SYN, so hybridgw's LAN connect takes about two path RTTs instead of one, which shows in figure 2. It also runs the shipped DSL-first overflow policy (dsl primary, lte overflow, overflow_on 0.8, min_hold 5 s), so a download starts on DSL alone and LTE joins once DSL is loaded; hybridgw-bond shows the same data path with both uplinks bonded from the start.")
+	r.note("Not measured here: upload direction efficiency, IPv6 flows (the address-preservation path), loss, the peer with TCP Fast Open (`--fast-open`), which would remove one RTT from its connection to ss-server only if a TFO cookie is cached, and the peer's connection rate (figure 7 drives hag alone).")
 }
 
 func (r *Report) note(format string, a ...any) { r.Notes = append(r.Notes, fmt.Sprintf(format, a...)) }

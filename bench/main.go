@@ -2,9 +2,14 @@
 // its own prefix and measures, over the same emulated DSL and LTE links in
 // one run, hybridgw (hcpe + hag), the OpenMPTCProuter approach (Debian's
 // shadowsocks-libev with upstream MPTCP) and plain single-link TCP:
-// bonding efficiency, time to first byte, DSL handover, CPU per Gbit/s,
-// memory per idle flow, and the link emulator's own ceiling. It writes
-// report.json and report.md to -out.
+// bonding efficiency, time to first byte, DSL handover, CPU per Gbit/s
+// (with CPU profiles of hcpe and hag), memory per idle flow at 1,000 and
+// 10,000 flows, the link emulator's own ceiling, and hag's connection
+// rate (new flows per second until errors appear). It writes report.json
+// and report.md to -out, and the profiles to -out/profiles.
+//
+// `make bench-smoke` runs a short figures 1 and 2 with -smoke, which fails
+// unless every system produced them.
 //
 // It needs root, iproute2, nftables and ss, and the daemons built into
 // -bin. Everything it creates (namespaces, processes, nftables tables,
@@ -21,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -43,7 +49,8 @@ type options struct {
 	DownAt    time.Duration // when in it
 	CPU       time.Duration // each unshaped transfer
 	TTFBRuns  int
-	IdleFlows int
+	IdleFlows string // ascending counts held open at once (figure 5)
+	Pairs     string // profile pairs of figure 1
 	Seed      uint64
 	Budget    time.Duration // the whole run; what does not fit is skipped
 	// PolicyHold is hcpe's policy.min_hold (the shipped default); see
@@ -53,7 +60,23 @@ type options struct {
 	Render string // re-render report.md from this report.json and exit
 
 	Systems string // comma-separated subset, for iterating
-	Figures string // comma-separated subset of 1..6
+	Figures string // comma-separated subset of 1..7
+
+	// Figure 7, hag's connection rate: offered rates in flows/s, each for
+	// RateStep, at most RateInFlight connections open at once, each given
+	// RateTimeout to get hag's reply.
+	RateSteps    string
+	RateStep     time.Duration
+	RateInFlight int
+	RateTimeout  time.Duration
+
+	// ProfileSeconds is the CPU profile taken of hcpe and hag during
+	// figure 4's one-flow hybridgw transfer (0: as long as fits in it).
+	ProfileSeconds int
+
+	// Smoke makes the run fail unless report.json holds figures 1 and 2
+	// for every system run (CI's bench-smoke).
+	Smoke bool
 }
 
 func main() {
@@ -72,12 +95,19 @@ func main() {
 	flag.DurationVar(&o.DownAt, "down-at", 4*time.Second, "when DSL goes down in the handover download")
 	flag.DurationVar(&o.CPU, "cpu", 8*time.Second, "duration of each unshaped transfer (figures 4 and 6)")
 	flag.IntVar(&o.TTFBRuns, "ttfb-runs", 200, "small exchanges per system (figure 2)")
-	flag.IntVar(&o.IdleFlows, "idle-flows", 1000, "idle flows held open (figure 5)")
+	flag.StringVar(&o.IdleFlows, "idle-flows", "1000,10000", "idle flows held open, ascending; each count is measured in turn (figure 5)")
+	flag.StringVar(&o.Pairs, "pairs", "equal-rtt,default,lte-80ms", "profile pairs of figure 1 (comma-separated)")
+	flag.StringVar(&o.RateSteps, "rate-steps", "100,200,400,800,1200,1600,2000,2400,2800,3200,4000,4800,6400", "offered connection rates, flows/s (figure 7)")
+	flag.DurationVar(&o.RateStep, "rate-step", 3*time.Second, "duration of each rate step (figure 7)")
+	flag.IntVar(&o.RateInFlight, "rate-in-flight", 1024, "connections the load generator keeps open at most (figure 7)")
+	flag.DurationVar(&o.RateTimeout, "rate-timeout", 3*time.Second, "time a connection gets for hag's Convert reply (figure 7)")
+	flag.IntVar(&o.ProfileSeconds, "profile-seconds", 0, "seconds of the CPU profiles during figure 4 (0: the transfer less 2 s)")
+	flag.BoolVar(&o.Smoke, "smoke", false, "fail unless report.json holds figures 1 and 2 for every system run")
 	flag.Uint64Var(&o.Seed, "seed", 20261123, "seed of the link emulator's jitter and of the payload")
 	flag.DurationVar(&o.Budget, "budget", 14*time.Minute, "time budget of the whole run")
 	flag.DurationVar(&o.PolicyHold, "policy-hold", 5*time.Second, "hcpe's policy min_hold, waited out before each hybridgw transfer")
 	flag.StringVar(&o.Systems, "systems", "direct,hybridgw,hybridgw-bond,peer", "systems to run (comma-separated)")
-	flag.StringVar(&o.Figures, "figures", "1,2,3,4,5,6", "figures to measure (comma-separated)")
+	flag.StringVar(&o.Figures, "figures", "1,2,3,4,5,6,7", "figures to measure (comma-separated)")
 	flag.StringVar(&o.Render, "render", "", "only re-render report.md next to this report.json (same run, current renderer)")
 	flag.Parse()
 	if o.Render != "" {
@@ -120,18 +150,51 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
+	if o.Smoke {
+		// Read back what was written: the check is on report.json itself.
+		r, err := readReport(filepath.Join(o.Out, "report.json"))
+		if err == nil {
+			err = smokeCheck(r, strings.Split(o.Systems, ","))
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: smoke check failed: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Fprintf(os.Stderr, "bench: smoke check passed: figures 1 and 2 produced for %s\n", o.Systems)
+	}
+}
+
+// counts parses a comma-separated list of positive integers.
+func counts(list string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q: not a positive count", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func readReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
 }
 
 // rerender rewrites report.md from a report.json. Values encoded as null
 // (not applicable) come back as 0.
 func rerender(path string) error {
-	b, err := os.ReadFile(path)
+	r, err := readReport(path)
 	if err != nil {
 		return err
-	}
-	var r Report
-	if err := json.Unmarshal(b, &r); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
 	}
 	r.headlines(r.Flows)
 	return os.WriteFile(filepath.Join(filepath.Dir(path), "report.md"), []byte(r.markdown()), 0o644)

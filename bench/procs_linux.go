@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -165,24 +166,49 @@ func rssBytes(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
 }
 
-// machineBusy reads /proc/stat: total and idle (idle+iowait) jiffies.
-func machineBusy() (total, idle int64) {
+// cpuJiffies reads the machine's cpu line in /proc/stat: user nice system
+// idle iowait irq softirq steal, in jiffies (nil if it cannot be read).
+func cpuJiffies() []int64 {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0
+		return nil
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseInt(v, 10, 64)
-		if i < 8 { // user nice system idle iowait irq softirq steal
-			total += n
-		}
-		if i == 3 || i == 4 {
-			idle += n
-		}
+	if len(f) < 9 {
+		return nil
 	}
-	return total, idle
+	out := make([]int64, 8)
+	for i := range out {
+		out[i], _ = strconv.ParseInt(f[i+1], 10, 64)
+	}
+	return out
+}
+
+func sum(v []int64) (t int64) {
+	for _, n := range v {
+		t += n
+	}
+	return t
+}
+
+// softirqShare: total and softirq jiffies, to tell the kernel's network
+// processing, which no process is charged for, apart.
+func softirqShare() (total, softirq int64) {
+	j := cpuJiffies()
+	if j == nil {
+		return 0, 0
+	}
+	return sum(j), j[6]
+}
+
+// machineBusy: total and idle (idle+iowait) jiffies.
+func machineBusy() (total, idle int64) {
+	j := cpuJiffies()
+	if j == nil {
+		return 0, 0
+	}
+	return sum(j), j[3] + j[4]
 }
 
 // cpuMeter measures the CPU of some processes over an interval.
@@ -222,10 +248,8 @@ func (m *cpuMeter) stop() (cores map[string]float64, machine float64) {
 	return cores, machine
 }
 
-// scrape fetches a Prometheus exposition from inside ns and returns, for
-// each wanted metric name, the sum of its samples over all label sets, or
-// for a name written with its labels, that one series.
-func scrape(ctx context.Context, ns *netlab.NS, addr string, names ...string) (map[string]float64, error) {
+// metricsText fetches a Prometheus exposition from inside ns.
+func metricsText(ctx context.Context, ns *netlab.NS, addr string) (string, error) {
 	tr := &http.Transport{DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
 		var c net.Conn
 		err := ns.Do(func() (err error) { c, err = (&net.Dialer{}).DialContext(ctx, network, a); return })
@@ -237,15 +261,26 @@ func scrape(ctx context.Context, ns *netlab.NS, addr string, names ...string) (m
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("scraping %s in %s: %w", addr, ns.Name, err)
+		return "", fmt.Errorf("scraping %s in %s: %w", addr, ns.Name, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
+		return "", fmt.Errorf("scraping %s in %s: %w", addr, ns.Name, err)
+	}
+	return string(b), nil
+}
+
+// scrape fetches a Prometheus exposition from inside ns and returns, for
+// each wanted metric name, the sum of its samples over all label sets, or
+// for a name written with its labels, that one series.
+func scrape(ctx context.Context, ns *netlab.NS, addr string, names ...string) (map[string]float64, error) {
+	text, err := metricsText(ctx, ns, addr)
+	if err != nil {
 		return nil, err
 	}
 	out := map[string]float64{}
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(text, "\n") {
 		if line == "" || line[0] == '#' {
 			continue
 		}
@@ -259,6 +294,93 @@ func scrape(ctx context.Context, ns *netlab.NS, addr string, names ...string) (m
 		}
 	}
 	return out, nil
+}
+
+// scrapeSeries returns every series of the named metrics, keyed by the
+// series as exposed (name and labels, e.g. `hag_limit_hits_total{limit="handshakes"}`).
+func scrapeSeries(ctx context.Context, ns *netlab.NS, addr string, names ...string) (map[string]float64, error) {
+	text, err := metricsText(ctx, ns, addr)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		series := line[:i]
+		name, _, _ := strings.Cut(series, "{")
+		if !slices.Contains(names, name) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[series] = v
+		}
+	}
+	return out, nil
+}
+
+// labelValue is the value of the first label of a series key
+// (`m{l="v"}` → v), or the key itself without labels.
+func labelValue(series string) string {
+	_, rest, ok := strings.Cut(series, "=\"")
+	if !ok {
+		return series
+	}
+	v, _, _ := strings.Cut(rest, "\"")
+	return v
+}
+
+// nsProc reads a file of /proc/thread-self/net (the namespace's own view:
+// netstat, sockstat) from a thread inside ns.
+func nsProc(ns *netlab.NS, name string) (string, error) {
+	var b []byte
+	err := ns.Do(func() (err error) { b, err = os.ReadFile("/proc/thread-self/net/" + name); return })
+	return string(b), err
+}
+
+// netstatCounters picks counters out of /proc/net/netstat or snmp text,
+// keyed "TcpExt:ListenOverflows"; no names picks them all.
+func netstatCounters(text string, want ...string) map[string]float64 {
+	out := map[string]float64{}
+	lines := strings.Split(text, "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) != len(values) || len(names) == 0 {
+			continue
+		}
+		for j := 1; j < len(names); j++ {
+			k := names[0] + names[j]
+			if len(want) == 0 || slices.Contains(want, k) {
+				out[k], _ = strconv.ParseFloat(values[j], 64)
+			}
+		}
+	}
+	return out
+}
+
+// timeWait is the number of TCP sockets in TIME_WAIT in ns (sockstat's tw).
+func timeWait(ns *netlab.NS) int {
+	text, err := nsProc(ns, "sockstat")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(l, "TCP: "); ok {
+			f := strings.Fields(rest)
+			for i := 0; i+1 < len(f); i += 2 {
+				if f[i] == "tw" {
+					n, _ := strconv.Atoi(f[i+1])
+					return n
+				}
+			}
+		}
+	}
+	return -1
 }
 
 // ssView runs ss -tniM in ns and counts the sockets whose peer port is

@@ -28,6 +28,7 @@ const (
 	peerRedirPort  = 1080
 	peerCipher     = "chacha20-ietf-poly1305" // ss-libev's default and OpenMPTCProuter's usual choice
 	peerNFTable    = "bench_peer"
+	peerNofile     = 65536 // ss's -n: the open-file limit it sets itself
 )
 
 // mptcpView is what ss says about the MPTCP connections towards a port in
@@ -55,6 +56,7 @@ type Report struct {
 	Seeds          Seeds              `json:"seeds"`
 	Durations      map[string]float64 `json:"durations_seconds"`
 	Flows          int                `json:"parallel_flows"`
+	PeerNofile     int                `json:"peer_nofile"` // ss's -n
 
 	Headlines  []Headline    `json:"headlines"`
 	Checks     []Check       `json:"checks"`
@@ -64,8 +66,14 @@ type Report struct {
 	CPU        []CPURow      `json:"cpu"`
 	Memory     []MemRow      `json:"memory"`
 	Emulator   []EmuRow      `json:"emulator"`
-	Errors     []string      `json:"errors"`
-	Notes      []string      `json:"notes"`
+	Rate       []RateRun     `json:"connection_rate"`
+	Hung       []HungRow     `json:"hung_connects"` // figure 5's LAN connects that got no answer
+	Profiles   []ProfileRow  `json:"profiles"`
+	// ConfigChanges are the differences between the daemons' configs in
+	// this run and the shipped examples.
+	ConfigChanges []string `json:"config_changes"`
+	Errors        []string `json:"errors"`
+	Notes         []string `json:"notes"`
 }
 
 // Machine describes where the run happened.
@@ -80,6 +88,7 @@ type Machine struct {
 	OtherLabs   int     `json:"other_lab_namespaces_at_start"`
 	PeerVersion string  `json:"peer_version"`
 	IdleCores   float64 `json:"idle_machine_busy_cores_at_start"`
+	Nofile      string  `json:"rlimit_nofile"`
 }
 
 // LabInfo names the lab and its link profiles.
@@ -187,11 +196,19 @@ type CPURow struct {
 	Err          string             `json:"error,omitempty"`
 }
 
-// MemRow is figure 5 for one process.
+// MemRow is figure 5 for one process and count of idle flows.
 type MemRow struct {
 	System        string     `json:"system"`
 	Process       string     `json:"process"`
-	Flows         int        `json:"flows"`
+	Asked         int        `json:"asked_flows"`  // the count -idle-flows (or another system's run) asked for
+	Target        int        `json:"target_flows"` // the count aimed at: Asked, or the most the open-file limit allows
+	Flows         int        `json:"flows"`        // the count established
+	FDsBase       int        `json:"fds_base"`     // open descriptors before, with the flows, after closing
+	FDsLoaded     int        `json:"fds_loaded"`
+	FDsAfter      int        `json:"fds_after_close,omitempty"`
+	FDsPerFlow    float64    `json:"fds_per_flow"`
+	PipesLoaded   int        `json:"pipes_loaded"` // of FDsLoaded
+	Closed        bool       `json:"after_close_measured"`
 	RSSBaseMB     float64    `json:"rss_base_mb"`
 	RSSLoadedMB   float64    `json:"rss_loaded_mb"`
 	RSSAfterMB    float64    `json:"rss_after_close_mb"`
@@ -203,6 +220,75 @@ type MemRow struct {
 	Goroutines    [3]float64 `json:"goroutines_base_loaded_after,omitempty"`
 	OpenSeconds   float64    `json:"open_seconds"`
 	Err           string     `json:"error,omitempty"`
+}
+
+// HungRow is one count of figure 5 where LAN connections got no answer:
+// how many, and how many of those that did open reused a port of figure
+// 2's connections from the last minute, against what chance gives.
+type HungRow struct {
+	System   string  `json:"system"`
+	Failed   int     `json:"failed"`
+	Tried    int     `json:"tried"`
+	Reused   int     `json:"opened_reusing_recent_port"`
+	Expected float64 `json:"expected_reuse_by_chance"`
+}
+
+// RateRun is figure 7 for one hag config: the steps of the ramp.
+type RateRun struct {
+	Label   string `json:"label"`   // shipped limits, rate limits raised
+	Limits  string `json:"limits"`  // hag's limits in this config
+	Sysctls string `json:"sysctls"` // namespace settings for the run
+	// SustainedPerS is the highest offered rate whose step passed (under
+	// 1 % errors, p99 setup under 1 s); 0 if none did.
+	SustainedPerS float64     `json:"sustained_flows_per_s"`
+	BrokeAt       int         `json:"broke_at_flows_per_s"` // the failing step's offered rate; 0 if none failed
+	RateLimit     float64     `json:"new_flows_per_second"` // hag's per-CPE limit in this config
+	RateBurst     int         `json:"new_flows_burst"`
+	Why           string      `json:"why"`
+	Steps         []RateStep  `json:"steps"`
+	Profile       *ProfileRow `json:"hag_profile,omitempty"` // during the last step
+}
+
+// RateStep is one offered rate of figure 7.
+type RateStep struct {
+	Target       int     `json:"offered_target_per_s"`
+	Seconds      float64 `json:"seconds"`
+	Scheduled    int     `json:"scheduled"`
+	Started      int     `json:"started"`
+	OfferedPerS  float64 `json:"offered_per_s"` // started ÷ the time it took to start them
+	OK           int     `json:"ok"`
+	AchievedPerS float64 `json:"achieved_per_s"` // ok ÷ the step's duration
+	ErrorCount   int     `json:"errors"`
+	ErrPct       float64 `json:"error_pct"` // of the scheduled flows
+	// Errors counts failed flows by kind (a Convert error code, timeout,
+	// refused, reset, no local port, the generator's in-flight bound).
+	Errors       map[string]int    `json:"errors_by_kind"`
+	ErrorSamples map[string]string `json:"error_samples"`
+	WaitP99Ms    float64           `json:"dial_wait_p99_ms"` // arrival → a dial worker took it (the generator's own queue)
+	// SlowHandshakes counts flows whose handshake alone took 0.9 s or
+	// more: a lost SYN or SYN-ACK, retransmitted after a second.
+	SlowHandshakes int     `json:"slow_handshakes"`
+	ConnectMedMs   float64 `json:"connect_median_ms"` // arrival → MPTCP handshake done, successful flows
+	ConnectP99Ms   float64 `json:"connect_p99_ms"`
+	MedianMs       float64 `json:"setup_median_ms"` // arrival → hag's reply, successful flows
+	P99Ms          float64 `json:"setup_p99_ms"`
+	MaxMs          float64 `json:"setup_max_ms"`
+	Fallbacks      int     `json:"mptcp_fallbacks"`
+	// LateMs is how far the generator fell behind its schedule at worst.
+	LateMs          float64            `json:"generator_late_ms"`
+	GeneratorBehind bool               `json:"generator_behind"`
+	HagCores        float64            `json:"hag_cores"`
+	BenchCores      float64            `json:"bench_process_cores"`
+	MachineCores    float64            `json:"machine_busy_cores"`
+	LinkPackets     uint64             `json:"emulator_packets"` // forwarded over both links, both ways, during the step
+	LinkDrops       uint64             `json:"emulator_drops"`   // dropped by the emulator: queue, arena, write or read errors
+	SoftirqCores    float64            `json:"softirq_cores"`    // the machine's softirq time: kernel network processing no process is charged for
+	LimitHits       map[string]float64 `json:"hag_limit_hits"`   // hag_limit_hits_total over the step, by limit
+	HagResults      map[string]float64 `json:"hag_results"`      // hag_flows_total over the step, by result
+	Kernel          map[string]float64 `json:"kernel_counters"`  // hag's listener drops and the generator's SYN retransmits over the step (/proc/net/netstat)
+	TimeWaitCPE     int                `json:"time_wait_cpe"`    // sockets in TIME_WAIT after the step
+	TimeWaitHAG     int                `json:"time_wait_hag"`
+	Pass            bool               `json:"pass"`
 }
 
 // EmuRow is figure 6: the emulator's unshaped ceiling.
@@ -272,8 +358,8 @@ func (r *Report) markdown() string {
 	w("# hybridgw benchmark report\n\n")
 	w("Run %s → %s (%.0f s), hybridgw %s (%s). Command: `%s`.\n\n", r.Started, r.Finished, r.RuntimeSeconds, r.Version, r.Commit, r.Command)
 	m := r.Machine
-	w("**Machine:** %d cores (%s), kernel %s, %s, %d MB RAM; load average before %s, after %s; %d namespaces of other labs present at the start (the machine is shared: absolute numbers are noisy, the ratios below are measured in this one run over the same emulated links). Peer: %s.\n\n",
-		m.Cores, m.CPUModel, m.Kernel, m.GoVersion, m.MemTotalMB, m.LoadBefore, m.LoadAfter, m.OtherLabs, m.PeerVersion)
+	w("**Machine:** %d cores (%s), kernel %s, %s, %d MB RAM; load average before %s, after %s; %d namespaces of other labs present at the start (the machine is shared: absolute numbers are noisy, the ratios below are measured in this one run over the same emulated links). Peer: %s. RLIMIT_NOFILE: %s.\n\n",
+		m.Cores, m.CPUModel, m.Kernel, m.GoVersion, m.MemTotalMB, m.LoadBefore, m.LoadAfter, m.OtherLabs, m.PeerVersion, m.Nofile)
 
 	w("## At a glance\n\n")
 	w("Every figure of this table was measured in this one run over the same emulated links; the last column is the headline ratio. Efficiency is goodput ÷ the sum of the two links' downstream rates (60 Mbit/s).\n\n")
@@ -281,6 +367,12 @@ func (r *Report) markdown() string {
 	w("\n### Headline ratios\n\n")
 	for _, h := range r.Headlines {
 		w("- **%s: %s** — %s\n", h.Name, f2(h.Value), h.Text)
+	}
+	if behind := r.behind(); len(behind) > 0 {
+		w("\n### Where hybridgw is behind the peer, and the likely cause\n\n")
+		for _, l := range behind {
+			w("- %s\n", l)
+		}
 	}
 	if len(r.Errors) > 0 {
 		w("\n**Errors in this run:**\n\n")
@@ -290,12 +382,19 @@ func (r *Report) markdown() string {
 	}
 
 	w("\n## Systems\n\n")
-	w("1. **hybridgw** — `hcpe` (cpe ns) + `hag` (hag ns) with `configs/hcpe.yaml` and `configs/hag.yaml` as shipped: one MPTCP connection per LAN flow carrying an RFC 8803 Convert request (in the SYN only with `hag.fast_open: true`; the shipped config has it off), DSL-first overflow policy (dsl primary, lte overflow: LTE carries data once DSL runs above 80 %% of its nominal rate, each flip held at least 5 s).\n")
+	w("1. **hybridgw** — `hcpe` (cpe ns) + `hag` (hag ns) with `configs/hcpe.yaml` and `configs/hag.yaml` as shipped, but for the limits and admin sockets listed below: one MPTCP connection per LAN flow carrying an RFC 8803 Convert request (in the SYN only with `hag.fast_open: true`; the shipped config has it off), DSL-first overflow policy (dsl primary, lte overflow: LTE carries data once DSL runs above 80 %% of its nominal rate, each flip held at least 5 s).\n")
 	w("2. **hybridgw-bond** (figure 1 only) — the same binaries and configs, except both uplinks in `role: bond`: the data path without the overflow policy.\n")
-	w("3. **peer** — the OpenMPTCProuter approach: Debian shadowsocks-libev, `ss-redir --mptcp` in the cpe ns behind `nft … iifname \"lan\" meta l4proto tcp redirect to :%d`, `ss-server --mptcp` on hag's service address %s:%d in the hag ns, cipher %s, `--no-delay`, no TCP Fast Open (Debian defaults otherwise). Same path-manager endpoints as hcpe installs (every uplink address, flag `subflow`) and limits `subflow 4 add_addr_accepted 0` in both namespaces.\n",
-		peerRedirPort, "198.51.100.100", peerServerPort, peerCipher)
+	w("3. **peer** — the OpenMPTCProuter approach: Debian shadowsocks-libev, `ss-redir --mptcp` in the cpe ns behind `nft … iifname \"lan\" meta l4proto tcp redirect to :%d`, `ss-server --mptcp` on hag's service address %s:%d in the hag ns, cipher %s, `--no-delay`, `-n %d` (its open-file limit), no TCP Fast Open (Debian defaults otherwise). Same path-manager endpoints as hcpe installs (every uplink address, flag `subflow`) and limits `subflow 4 add_addr_accepted 0` in both namespaces.\n",
+		peerRedirPort, "198.51.100.100", peerServerPort, peerCipher, r.PeerNofile)
 	w("4. **direct** — no daemon: the lab's cpe routes LAN TCP natively over DSL with masquerade (plain single-link TCP). **limit** — the sum of the two links' downstream rates.\n\n")
 	w("All transfers are IPv4 from the LAN client (%s) to the server (%s), server → client; bbr everywhere (the namespaces' default).\n\n", "192.0.2.10", "203.0.113.10")
+	if len(r.ConfigChanges) > 0 {
+		w("**The daemons' configs** are copies of `configs/hcpe.yaml` and `configs/hag.yaml` (in `logs/configs/` of the run) with these changes only:\n\n")
+		for _, c := range r.ConfigChanges {
+			w("- %s\n", c)
+		}
+		w("\n")
+	}
 
 	if len(r.Checks) > 0 {
 		w("### Checks before measuring\n\n")
@@ -381,21 +480,62 @@ func (r *Report) markdown() string {
 	}
 	w("\nCPU is utime+stime from /proc/<pid>/stat over the transfer; \"cores\" is CPU seconds per second. Kernel work done in softirq context (TCP, MPTCP, the TUN devices) is charged to whichever process happens to run, so the per-process numbers undercount the kernel's share; the machine figure counts everything on the box, other engineers' tests included. On 2 cores the emulator itself is the bottleneck: these throughputs are lower bounds of what the daemons could do, and the comparison that matters is cores per Gbit/s.\n\n")
 
+	if ps := r.profilesOf("figure 4"); len(ps) > 0 {
+		w("### CPU profiles: hcpe and hag during hybridgw's one-flow transfer\n\n")
+		w("Taken over the daemons' admin sockets (`/debug/pprof/profile`) while the one-flow hybridgw download above ran, and read with `go tool pprof -top` and the binary. Go's profiler samples user and system CPU time, so a sample in a system call stands for the kernel's work on that call (TUN and socket reads and writes, splice); softirq work the kernel does outside the process (forwarding, the TUN queues, the other side's TCP) is not in it. \"flat\" is time in the function itself, \"cum\" includes what it called. The categories sum the flat column of every function.\n\n")
+		for _, p := range ps {
+			profileMD(&b, p)
+		}
+		if s := r.cpuReading(); s != "" {
+			w("**Reading.** %s\n\n", s)
+		}
+	}
+
 	w("\n## 5. Memory with idle open flows\n\n")
-	t = newTable(&b, "system", "process", "flows", "RSS base MB", "RSS with flows MB", "RSS after close MB", "RSS per flow KB", "heap in use base / loaded / after MB", "heap per flow KB", "goroutines base / loaded / after")
+	t = newTable(&b, "system", "process", "flows", "RSS base MB", "RSS with flows MB", "RSS after close MB", "RSS per flow KB", "heap in use base / loaded / after MB", "heap per flow KB", "goroutines base / loaded / after", "descriptors base / loaded / after (per flow; pipes)")
 	for _, e := range r.Memory {
 		heap, gr := "", ""
+		after := "–"
+		if e.Closed {
+			after = f1(e.RSSAfterMB)
+		}
 		if e.HeapLoadedMB > 0 {
-			heap = f1(e.HeapBaseMB) + " / " + f1(e.HeapLoadedMB) + " / " + f1(e.HeapAfterMB)
-			gr = fmt.Sprintf("%.0f / %.0f / %.0f", e.Goroutines[0], e.Goroutines[1], e.Goroutines[2])
+			ha, ga := "–", "–"
+			if e.Closed {
+				ha, ga = f1(e.HeapAfterMB), num(e.Goroutines[2], 0)
+			}
+			heap = f1(e.HeapBaseMB) + " / " + f1(e.HeapLoadedMB) + " / " + ha
+			gr = num(e.Goroutines[0], 0) + " / " + num(e.Goroutines[1], 0) + " / " + ga
 		}
 		hpf := ""
 		if e.HeapPerFlowKB != 0 {
 			hpf = f1(e.HeapPerFlowKB)
 		}
-		t.row(e.System, e.Process, fmt.Sprint(e.Flows), f1(e.RSSBaseMB), f1(e.RSSLoadedMB), f1(e.RSSAfterMB), f1(e.PerFlowKB), heap, hpf, gr+errCell(e.Err))
+		flows := fmt.Sprint(e.Flows)
+		if e.Target != 0 && e.Target != e.Flows {
+			flows += fmt.Sprintf(" (of %d)", e.Target)
+		}
+		if e.Asked != 0 && e.Asked != e.Target {
+			flows += fmt.Sprintf(" (%d asked)", e.Asked)
+		}
+		fds := ""
+		if e.FDsLoaded > 0 {
+			fa := "–"
+			if e.Closed {
+				fa = fmt.Sprint(e.FDsAfter)
+			}
+			fds = fmt.Sprintf("%d / %d / %s (%.1f; %d)", e.FDsBase, e.FDsLoaded, fa, e.FDsPerFlow, e.PipesLoaded)
+		}
+		t.row(e.System, e.Process, flows, f1(e.RSSBaseMB), f1(e.RSSLoadedMB), after, f1(e.PerFlowKB), heap, hpf, gr, fds+errCell(e.Err))
 	}
-	w("\nEach flow is a LAN connection to the server that exchanged one byte each way (so it is established end to end) and then sits idle; flows are opened 32 at a time on the default profiles. Heap figures are the daemons' own `go_memstats_heap_inuse_bytes` (no forced GC, so they include garbage not yet collected, and they can exceed RSS: spans allocated but never touched are not resident). \"After close\" is 3 s after all flows were closed: a Go daemon that has not collected since still shows the heap, so the goroutine count returning to its base is the better sign that nothing per flow is left behind.\n\n")
+	w("\nEach flow is a LAN connection to the server that exchanged one byte each way (so it is established end to end) and then sits idle; flows are opened 32 at a time on the default profiles, the smaller count first; its flows stay open while the larger count's are added, and every per-flow figure is (loaded − base) ÷ flows open. Heap figures are the daemons' own `go_memstats_heap_inuse_bytes` (no forced GC, so they include garbage not yet collected, and they can exceed RSS: spans allocated but never touched are not resident). \"After close\" is 3 s after all flows were closed (measured once, after the largest count): a Go daemon that has not collected since still shows the heap, so the goroutine count returning to its base is the better sign that nothing per flow is left behind.\n\n")
+	if ps := r.profilesOf("figure 5"); len(ps) > 0 {
+		w("### Heap profiles: hcpe and hag with the idle flows open\n\n")
+		w("`/debug/pprof/heap` (in-use bytes as of the daemon's last GC, by allocating function), read with `go tool pprof -top -sample_index=inuse_space`.\n\n")
+		for _, p := range ps {
+			profileMD(&b, p)
+		}
+	}
 
 	w("\n## 6. Emulator ceiling (linkem unshaped, one TCP flow, cpe ↔ hag over the dsl link)\n\n")
 	t = newTable(&b, "path", "MTU", "s", "goodput Mbit/s", "bench process cores", "machine busy cores", "≥ 1 Gbit/s")
@@ -403,6 +543,10 @@ func (r *Report) markdown() string {
 		t.row(e.Path, fmt.Sprint(e.MTU), f1(e.Seconds), f1(e.GoodputMbps), f2(e.BenchCores), f2(e.MachineCores), yes(e.GoalMet)+errCell(e.Err))
 	}
 	w("\n")
+
+	if len(r.Rate) > 0 {
+		r.rateMD(&b)
+	}
 
 	w("\n## Method notes and caveats\n\n")
 	for _, n := range r.Notes {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -39,6 +41,17 @@ type bench struct {
 	cur *system // running, for the teardown
 
 	policyWaits []time.Duration // policyIdle's waits
+	nofile      uint64          // the open-file limit of the bench and its children
+	memCounts   []int           // figure 5's counts measured so far, by any system
+	// lanPorts are the LAN client's ports of figure 2's connections in the
+	// current phase (the far side closed them first), and when.
+	lanPorts map[uint16]time.Time
+
+	cfgs      *benchConfigs
+	adminTmp  string // a short directory for the admin sockets, removed at the end ("" if unused)
+	profDir   string // where the profiles go
+	idle      []int  // figure 5's counts, ascending
+	rateSteps []int  // figure 7's offered rates
 }
 
 type pairDef struct {
@@ -104,6 +117,22 @@ func run(ctx context.Context, o options, cmdline string, setEmergency func(func(
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces)")
 	}
+	if b.idle, err = counts(o.IdleFlows); err != nil {
+		return fmt.Errorf("-idle-flows: %w", err)
+	}
+	slices.Sort(b.idle)
+	if b.rateSteps, err = counts(o.RateSteps); err != nil {
+		return fmt.Errorf("-rate-steps: %w", err)
+	}
+	if err := b.prepareConfigs(); err != nil {
+		return fmt.Errorf("writing the bench's configs: %w", err)
+	}
+	defer func() {
+		if b.adminTmp != "" {
+			os.RemoveAll(b.adminTmp)
+		}
+	}()
+	b.raiseNofile()
 	for _, tool := range []string{"ip", "nft", "ss"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("needs %s: %w", tool, err)
@@ -145,10 +174,22 @@ func run(ctx context.Context, o options, cmdline string, setEmergency func(func(
 
 	b.srv = newServers(o.Seed)
 	b.dst = netip.AddrPortFrom(b.lab.Plan.Server4, benchPort)
-	for _, l := range []struct {
+	listens := []struct {
 		ns   *netlab.NS
 		addr string
-	}{{b.lab.SRV, fmt.Sprintf("[::]:%d", benchPort)}, {b.lab.CPE, "[::]:9100"}, {b.lab.HAG, "[::]:9100"}} {
+	}{{b.lab.SRV, fmt.Sprintf("[::]:%d", benchPort)}, {b.lab.CPE, "[::]:9100"}, {b.lab.HAG, "[::]:9100"}}
+	if want(o.Figures, "7") {
+		// Figure 7 spreads hag's connections over several server ports,
+		// as hag's real traffic goes to many servers: one 4-tuple space
+		// towards one server port would run out of ports first.
+		for i := 1; i < rateServerPorts; i++ {
+			listens = append(listens, struct {
+				ns   *netlab.NS
+				addr string
+			}{b.lab.SRV, fmt.Sprintf("[::]:%d", benchPort+i)})
+		}
+	}
+	for _, l := range listens {
 		if err := b.srv.listen(l.ns, l.addr); err != nil {
 			return err
 		}
@@ -162,6 +203,10 @@ func run(ctx context.Context, o options, cmdline string, setEmergency func(func(
 			continue
 		}
 		b.phase(ctx, name)
+	}
+	if want(o.Figures, "7") && want(o.Systems, sysHybrid) && ctx.Err() == nil &&
+		b.fits("figure 7", 12*(o.RateStep+2*time.Second)) { // about a ramp each way; each step checks again
+		b.rateFigure(ctx)
 	}
 	if ctx.Err() != nil {
 		b.errorf("run interrupted or over its hard time limit: %v", ctx.Err())
@@ -182,12 +227,9 @@ func (b *bench) phase(ctx context.Context, name string) {
 	case sysDirect:
 		s = startDirect()
 	case sysHybrid:
-		s, err = b.startHybrid(ctx, sysHybrid, filepath.Join(o.Configs, "hcpe.yaml"))
+		s, err = b.startHybrid(ctx, sysHybrid, b.cfgs.HCPE, b.cfgs.HAG)
 	case sysBond:
-		var cfg string
-		if cfg, err = b.bondConfig(); err == nil {
-			s, err = b.startHybrid(ctx, sysBond, cfg)
-		}
+		s, err = b.startHybrid(ctx, sysBond, b.cfgs.Bond, b.cfgs.HAG)
 	case sysPeer:
 		s, err = b.startPeer(ctx)
 	}
@@ -199,6 +241,7 @@ func (b *bench) phase(ctx context.Context, name string) {
 	b.mu.Lock()
 	b.cur = s
 	b.mu.Unlock()
+	b.lanPorts = map[uint16]time.Time{}
 	defer func() {
 		b.mu.Lock()
 		b.cur = nil
@@ -213,6 +256,9 @@ func (b *bench) phase(ctx context.Context, name string) {
 		for i, p := range b.pairs {
 			if name == sysDirect && i != 1 {
 				continue // direct uses DSL only, which is the same in every pair
+			}
+			if !want(o.Pairs, p.name) {
+				continue
 			}
 			if ctx.Err() != nil || !b.fits("figure 1 "+name+" "+p.name, o.Bulk+o.Parallel+5*time.Second) {
 				break
@@ -234,7 +280,7 @@ func (b *bench) phase(ctx context.Context, name string) {
 	if want(o.Figures, "3") && ctx.Err() == nil && b.fits("figure 3 "+name, o.Handover+5*time.Second) {
 		b.handover(ctx, s)
 	}
-	if want(o.Figures, "5") && name != sysDirect && ctx.Err() == nil && b.fits("figure 5 "+name, 25*time.Second) {
+	if want(o.Figures, "5") && name != sysDirect && ctx.Err() == nil {
 		b.memory(ctx, s)
 	}
 	if want(o.Figures, "4") && ctx.Err() == nil && b.fits("figure 4 "+name, 2*o.CPU+5*time.Second) {
@@ -243,30 +289,6 @@ func (b *bench) phase(ctx context.Context, name string) {
 	if err := s.alive(); err != nil {
 		b.errorf("%s: %v", name, err)
 	}
-}
-
-// bondConfig writes a copy of the example hcpe config with both uplinks
-// in role bond.
-func (b *bench) bondConfig() (string, error) {
-	src := filepath.Join(b.opts.Configs, "hcpe.yaml")
-	in, err := os.ReadFile(src)
-	if err != nil {
-		return "", err
-	}
-	out := string(in)
-	n := 0
-	for _, role := range []string{"role: primary", "role: overflow"} {
-		n += strings.Count(out, role)
-		out = strings.ReplaceAll(out, role, "role: bond")
-	}
-	if n != 2 {
-		return "", fmt.Errorf("%s: expected one primary and one overflow uplink to turn into bond, found %d roles", src, n)
-	}
-	dst, err := filepath.Abs(filepath.Join(b.logDir, "hcpe-bond.yaml"))
-	if err != nil {
-		return "", err
-	}
-	return dst, os.WriteFile(dst, []byte(out), 0o644)
 }
 
 // loadProfiles reads the four profiles of the comparison and gives every
@@ -439,7 +461,10 @@ func (b *bench) ttfbFigure(ctx context.Context, s *system) {
 	var conn, first []time.Duration
 	var lastErr error
 	for i := 0; i < b.opts.TTFBRuns && ctx.Err() == nil; i++ {
-		c, f, err := ttfb(ctx, b.lab.LAN, b.dst)
+		c, f, port, err := ttfb(ctx, b.lab.LAN, b.dst)
+		if port != 0 && err == nil {
+			b.lanPorts[port] = time.Now()
+		}
 		if err != nil {
 			row.Failures++
 			lastErr = err
@@ -538,9 +563,35 @@ func (b *bench) cpuCeiling(ctx context.Context, s *system) {
 		b.settle(ctx)
 		pids := s.pids()
 		pids["bench"] = os.Getpid()
+		// hybridgw's one-flow transfer is profiled: hcpe and hag each write
+		// a CPU profile to their admin socket while it runs. It is read
+		// with go tool pprof only after the transfer, which would
+		// otherwise compete with it for the CPU.
+		var profiling sync.WaitGroup
+		var profiles []*fetchedProfile
+		if s.name == sysHybrid && n == 1 {
+			secs := b.opts.ProfileSeconds
+			if secs <= 0 {
+				secs = max(1, int((b.opts.CPU-2*time.Second)/time.Second))
+			}
+			for _, proc := range []string{"hcpe", "hag"} {
+				fp := &fetchedProfile{proc: proc, kind: "cpu", seconds: secs, when: "figure 4, one unshaped hybridgw download",
+					path: filepath.Join(b.profDir, proc+"-cpu-fig4.pprof")}
+				profiles = append(profiles, fp)
+				profiling.Go(func() {
+					if sleepCtx(ctx, time.Second) == nil {
+						fp.err = b.fetchProfile(ctx, s.admin[proc], fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), fp.path)
+					}
+				})
+			}
+		}
 		m := startCPU(pids)
 		ss, res := downloads(ctx, b.lab.LAN, b.dst, n, b.opts.CPU)
 		cores, machine := m.stop()
+		profiling.Wait()
+		for _, fp := range profiles {
+			b.analyzeProfile(ctx, s, fp)
+		}
 		row := CPURow{System: s.name, Flows: n, Seconds: b.opts.CPU.Seconds(), GoodputMbps: mbps(bytesIn(ss, 0, b.opts.CPU), b.opts.CPU),
 			Cores: map[string]float64{}, BenchCores: cores["bench"], MachineCores: machine}
 		for k, v := range cores {
@@ -566,20 +617,41 @@ func (b *bench) cpuCeiling(ctx context.Context, s *system) {
 	}
 }
 
-// memory is figure 5: RSS (and heap for Go daemons) with idle flows open.
+// memoryTime is about how long figure 5 takes for n idle flows: fixed
+// waits, then opening (32 at a time, about 1 ms a flow on the default
+// profiles) and closing them.
+func memoryTime(n int) time.Duration { return 20*time.Second + time.Duration(n)*4*time.Millisecond }
+
+// memory is figure 5: RSS (and heap for Go daemons) with idle flows open,
+// at each count of -idle-flows in turn, and at every count an earlier
+// system was measured at, so that systems compare at equal counts: the
+// flows of one count stay open while the next count's are added, and all
+// are closed at the end. Counts beyond what the open-file limit allows are
+// measured at the most that fits (found from the descriptors each process
+// took per flow at the previous count), and the report says so. A count
+// that does not fit in the time budget is skipped, with the larger ones.
 func (b *bench) memory(ctx context.Context, s *system) {
+	asked := slices.Clone(b.idle)
+	for _, n := range b.memCounts {
+		if !slices.Contains(asked, n) {
+			asked = append(asked, n)
+		}
+	}
+	slices.Sort(asked)
 	b.settle(ctx)
 	type snap struct {
 		rss            map[string]int64
 		heap, routines map[string]float64
+		fds, pipes     map[string]int // "bench" included
 	}
 	metricsAt := map[string]struct {
 		ns   *netlab.NS
 		addr string
 	}{"hcpe": {b.lab.CPE, "127.0.0.1:9101"}, "hag": {b.lab.HAG, "127.0.0.1:9102"}}
 	take := func() snap {
-		sn := snap{rss: map[string]int64{}, heap: map[string]float64{}, routines: map[string]float64{}}
-		for name, pid := range s.pids() {
+		sn := snap{rss: map[string]int64{}, heap: map[string]float64{}, routines: map[string]float64{}, fds: map[string]int{}, pipes: map[string]int{}}
+		pids := s.pids()
+		for name, pid := range pids {
 			sn.rss[name], _ = rssBytes(pid)
 			if m, ok := metricsAt[name]; ok {
 				if v, err := scrape(ctx, m.ns, m.addr, "go_memstats_heap_inuse_bytes", "go_goroutines"); err == nil {
@@ -587,60 +659,237 @@ func (b *bench) memory(ctx context.Context, s *system) {
 				}
 			}
 		}
+		pids["bench"] = os.Getpid()
+		for name, pid := range pids {
+			sn.fds[name], sn.pipes[name] = fdCount(pid)
+		}
 		return sn
 	}
 	base := take()
-	var drops0 map[string]float64
-	dropNames := []string{"hcpe_netstack_drops_total", "hcpe_flows_total", `hcpe_flows_total{result="ok"}`}
-	if s.name == sysHybrid {
-		drops0, _ = scrape(ctx, b.lab.CPE, "127.0.0.1:9101", dropNames...)
-	}
-	t0 := time.Now()
-	conns, err := openIdle(ctx, b.lab.LAN, b.dst, b.opts.IdleFlows, 32)
-	openFor := time.Since(t0)
-	if drops0 != nil {
-		if d1, derr := scrape(ctx, b.lab.CPE, "127.0.0.1:9101", dropNames...); derr == nil {
-			msg := fmt.Sprintf("while opening %d idle flows (%d established end to end): hcpe counted %.0f new flows (%.0f ok) and %.0f netstack drops (LAN SYNs dropped by a bound)",
-				b.opts.IdleFlows, len(conns), d1["hcpe_flows_total"]-drops0["hcpe_flows_total"], d1[dropNames[2]]-drops0[dropNames[2]],
-				d1["hcpe_netstack_drops_total"]-drops0["hcpe_netstack_drops_total"])
-			b.logf("fig5 %s: %s", s.name, msg)
-			b.rep.Notes = append(b.rep.Notes, "Figure 5, hybridgw: "+msg+".")
-		}
-	}
-	b.logf("fig5 %s: %d idle flows open in %v %v", s.name, len(conns), openFor.Round(time.Millisecond), errStr(err))
-	_ = sleepCtx(ctx, 2*time.Second)
-	loaded := take()
-	for _, c := range conns {
-		c.Close()
-	}
-	_ = sleepCtx(ctx, 3*time.Second)
-	after := take()
 	names := make([]string, 0, len(base.rss))
 	for n := range base.rss {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	for _, name := range names {
-		mb := func(v float64) float64 { return v / (1 << 20) }
-		row := MemRow{System: s.name, Process: name, Flows: len(conns), OpenSeconds: openFor.Seconds(),
-			RSSBaseMB: mb(float64(base.rss[name])), RSSLoadedMB: mb(float64(loaded.rss[name])), RSSAfterMB: mb(float64(after.rss[name]))}
-		if len(conns) > 0 {
-			row.PerFlowKB = float64(loaded.rss[name]-base.rss[name]) / 1024 / float64(len(conns))
+	var lims []string
+	for _, n := range append(slices.Clone(names), "bench") {
+		pid := os.Getpid()
+		if n != "bench" {
+			pid = s.pids()[n]
 		}
-		if loaded.heap[name] > 0 {
-			row.HeapBaseMB, row.HeapLoadedMB, row.HeapAfterMB = mb(base.heap[name]), mb(loaded.heap[name]), mb(after.heap[name])
-			row.Goroutines = [3]float64{base.routines[name], loaded.routines[name], after.routines[name]}
-			if len(conns) > 0 {
-				row.HeapPerFlowKB = (loaded.heap[name] - base.heap[name]) / 1024 / float64(len(conns))
+		lims = append(lims, n+" "+nofileOf(pid))
+	}
+	b.rep.Notes = append(b.rep.Notes, fmt.Sprintf("Figure 5, %s: open-file limits (soft, /proc/<pid>/limits): %s.", s.name, strings.Join(lims, ", ")))
+	mb := func(v float64) float64 { return v / (1 << 20) }
+	dropNames := []string{"hcpe_netstack_drops_total", "hcpe_flows_total", `hcpe_flows_total{result="ok"}`}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	perFlow := map[string]float64{} // descriptors per flow, as measured at the last count
+	var last []int                  // this system's rows of the last count measured
+	for _, want := range asked {
+		if ctx.Err() != nil {
+			return
+		}
+		target := want
+		if fit, who := b.fdFit(perFlow, base.fds); target > fit {
+			b.rep.Notes = append(b.rep.Notes, fmt.Sprintf("Figure 5, %s: asked for %d idle flows, measured %d. Every process here may open at most %d files (%s). At %d flows %s; %d flows would need %.0f in %s. %d is the most that fits with %d descriptors to spare in every process, rounded down to hundreds.",
+				s.name, want, fit, b.nofile, b.rep.Machine.Nofile, len(conns), describeFDs(perFlow, last, b.rep.Memory), want, float64(base.fds[who])+perFlow[who]*float64(want), who, fit, nofileReserve))
+			target = fit
+		}
+		if target <= len(conns) {
+			continue
+		}
+		if !b.fits(fmt.Sprintf("figure 5 %s with %d idle flows", s.name, target), memoryTime(target)) {
+			break
+		}
+		var drops0 map[string]float64
+		if s.name == sysHybrid {
+			drops0, _ = scrape(ctx, b.lab.CPE, "127.0.0.1:9101", dropNames...)
+		}
+		had := len(conns)
+		t0 := time.Now()
+		more, err := openIdle(ctx, b.lab.LAN, b.dst, target-had, 32)
+		conns = append(conns, more...)
+		openFor := time.Since(t0)
+		if drops0 != nil {
+			if d1, derr := scrape(ctx, b.lab.CPE, "127.0.0.1:9101", dropNames...); derr == nil {
+				msg := fmt.Sprintf("while opening flows %d to %d (%d established end to end in %.1f s): hcpe counted %.0f new flows (%.0f ok) and %.0f netstack drops (LAN SYNs dropped by a bound)",
+					had+1, target, len(more), openFor.Seconds(), d1["hcpe_flows_total"]-drops0["hcpe_flows_total"], d1[dropNames[2]]-drops0[dropNames[2]],
+					d1["hcpe_netstack_drops_total"]-drops0["hcpe_netstack_drops_total"])
+				b.logf("fig5 %s: %s", s.name, msg)
+				b.rep.Notes = append(b.rep.Notes, "Figure 5, hybridgw: "+msg+".")
 			}
 		}
-		if err != nil {
-			row.Err = err.Error()
+		b.logf("fig5 %s: %d idle flows open (%d more in %v) %v", s.name, len(conns), len(more), openFor.Round(time.Millisecond), errStr(err))
+		if failed := target - had - len(more); failed > 0 {
+			b.reusedPorts(s, failed, target-had, t0, more)
 		}
-		b.rep.Memory = append(b.rep.Memory, row)
-		b.logf("fig5 %s %s: RSS %.1f → %.1f → %.1f MB (%.1f KB/flow), heap %.1f → %.1f → %.1f MB", s.name, name,
-			row.RSSBaseMB, row.RSSLoadedMB, row.RSSAfterMB, row.PerFlowKB, row.HeapBaseMB, row.HeapLoadedMB, row.HeapAfterMB)
+		_ = sleepCtx(ctx, 2*time.Second)
+		loaded := take()
+		if len(conns) > 0 {
+			for n, f := range loaded.fds {
+				perFlow[n] = float64(f-base.fds[n]) / float64(len(conns))
+			}
+		}
+		if !slices.Contains(b.memCounts, target) {
+			b.memCounts = append(b.memCounts, target) // the peer is measured there too
+		}
+		if want == asked[len(asked)-1] || (s.name == sysHybrid && target < want) {
+			b.heapProfiles(ctx, s, len(conns))
+		}
+		last = last[:0]
+		for _, name := range names {
+			row := MemRow{System: s.name, Process: name, Target: target, Asked: want, Flows: len(conns), OpenSeconds: openFor.Seconds(),
+				RSSBaseMB: mb(float64(base.rss[name])), RSSLoadedMB: mb(float64(loaded.rss[name])),
+				FDsBase: base.fds[name], FDsLoaded: loaded.fds[name], PipesLoaded: loaded.pipes[name]}
+			if len(conns) > 0 {
+				row.PerFlowKB = float64(loaded.rss[name]-base.rss[name]) / 1024 / float64(len(conns))
+				row.FDsPerFlow = perFlow[name]
+			}
+			if loaded.heap[name] > 0 {
+				row.HeapBaseMB, row.HeapLoadedMB = mb(base.heap[name]), mb(loaded.heap[name])
+				row.Goroutines = [3]float64{base.routines[name], loaded.routines[name], math.NaN()}
+				if len(conns) > 0 {
+					row.HeapPerFlowKB = (loaded.heap[name] - base.heap[name]) / 1024 / float64(len(conns))
+				}
+			}
+			if err != nil {
+				row.Err = err.Error()
+			}
+			last = append(last, len(b.rep.Memory))
+			b.rep.Memory = append(b.rep.Memory, row)
+			b.logf("fig5 %s %s %d flows: RSS %.1f → %.1f MB (%.1f KB/flow), heap %.1f → %.1f MB, descriptors %d → %d (%.1f per flow, %d pipes)", s.name, name, len(conns),
+				row.RSSBaseMB, row.RSSLoadedMB, row.PerFlowKB, row.HeapBaseMB, row.HeapLoadedMB, row.FDsBase, row.FDsLoaded, row.FDsPerFlow, row.PipesLoaded)
+		}
+		if err != nil {
+			// A few failures do not stop the figure; many do.
+			if len(more) < (target-had)*9/10 {
+				b.errorf("figure 5 %s: %v; measured %d idle flows, not %d (and no larger count)", s.name, err, len(conns), target)
+				break
+			}
+			b.errorf("figure 5 %s: %v; measured %d idle flows, not %d", s.name, err, len(conns), target)
+		}
 	}
+	if len(last) == 0 {
+		return
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	// Closing thousands of flows takes the daemons a moment; then the heap,
+	// goroutines and descriptors they leave behind.
+	_ = sleepCtx(ctx, 3*time.Second)
+	after := take()
+	for _, i := range last {
+		row := &b.rep.Memory[i]
+		row.Closed = true
+		row.RSSAfterMB = mb(float64(after.rss[row.Process]))
+		row.FDsAfter = after.fds[row.Process]
+		if row.HeapLoadedMB > 0 {
+			row.HeapAfterMB = mb(after.heap[row.Process])
+			row.Goroutines[2] = after.routines[row.Process]
+		}
+		b.logf("fig5 %s %s after closing: RSS %.1f MB, heap %.1f MB, %.0f goroutines, %d descriptors", s.name, row.Process, row.RSSAfterMB, row.HeapAfterMB, row.Goroutines[2], row.FDsAfter)
+	}
+}
+
+// reusedPorts looks for why some of figure 5's LAN connections got no
+// answer: whether they were more likely than chance to reuse a port of
+// figure 2's connections, which the far side closed first and so may still
+// hold in TIME_WAIT while the client, closing second, reuses the port. It
+// adds what it finds to the report's notes.
+func (b *bench) reusedPorts(s *system, failed, tried int, start time.Time, opened []net.Conn) {
+	// Only ports whose far side may still hold TIME_WAIT until the end of
+	// the opening count: used less than a minute before now.
+	end := time.Now()
+	recent := 0
+	for _, t := range b.lanPorts {
+		if end.Sub(t) < time.Minute {
+			recent++
+		}
+	}
+	if recent == 0 {
+		b.rep.Hung = append(b.rep.Hung, HungRow{System: s.name, Failed: failed, Tried: tried})
+		b.rep.Notes = append(b.rep.Notes, fmt.Sprintf("Figure 5, %s: %d of %d new LAN connections got no answer within the 10 s dial timeout.", s.name, failed, tried))
+		return
+	}
+	reused := 0
+	for _, c := range opened {
+		if t, ok := b.lanPorts[localPort(c)]; ok && end.Sub(t) < time.Minute {
+			reused++
+		}
+	}
+	lo, hi := 32768, 60999
+	if text, err := b.lab.LAN.Output("cat", "/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		fmt.Sscan(text, &lo, &hi)
+	}
+	expected := float64(recent) * float64(tried) / float64(hi-lo+1)
+	b.rep.Hung = append(b.rep.Hung, HungRow{System: s.name, Failed: failed, Tried: tried, Reused: reused, Expected: expected})
+	msg := fmt.Sprintf("Figure 5, %s: %d of %d new LAN connections got no answer to their SYNs within the 10 s dial timeout (opened in %.1f s). %d of figure 2's connections had used their local port less than a minute before the last of these (ports %d–%d); of the %d new connections that did open, %d reused one of those ports, where chance alone gives about %.1f.",
+		s.name, failed, tried, end.Sub(start).Seconds(), recent, lo, hi, len(opened), reused, expected)
+	if s.name == sysHybrid && float64(reused)+float64(failed) >= expected/2 && float64(reused) < expected/2 {
+		msg += " So the failures are most likely the connections that reused such a port: the far side closed those connections first, so hcpe's userspace TCP (gVisor) still holds them in TIME_WAIT, while the LAN client, which closed second and kept no TIME_WAIT, may reuse the port at once; and gVisor hands a new SYN that arrives for a connection in TIME_WAIT only to a listening endpoint (tcp.(*Endpoint).handleTimeWaitSegments), which hcpe's TCP forwarder is not, so it drops the SYN until the TIME_WAIT ends (60 s, gVisor's DefaultTCPTimeWaitTimeout; hcpe does not set it). Linux in its place accepts such a SYN. A LAN host that reuses ports quickly sees those connects hang."
+	}
+	b.rep.Notes = append(b.rep.Notes, msg)
+	b.logf("%s", msg)
+}
+
+// fdFit is the most idle flows (rounded down to hundreds) that keep every
+// process nofileReserve descriptors below the open-file limit, given the
+// descriptors each took per flow so far, and the process that bounds it.
+// Before any flow was measured it assumes two per flow.
+func (b *bench) fdFit(perFlow map[string]float64, base map[string]int) (int, string) {
+	if b.nofile == 0 {
+		return math.MaxInt, ""
+	}
+	fit, who := math.MaxInt, ""
+	for n, f := range base {
+		pf := perFlow[n]
+		if len(perFlow) == 0 {
+			pf = 2
+		}
+		if pf <= 0 {
+			continue
+		}
+		room := float64(b.nofile) - float64(nofileReserve) - float64(f)
+		if k := int(room/pf) / 100 * 100; k < fit {
+			fit, who = max(k, 0), n
+		}
+	}
+	return fit, who
+}
+
+// describeFDs says how many descriptors each process held per flow at the
+// last count, and how many of them were pipes.
+func describeFDs(perFlow map[string]float64, last []int, rows []MemRow) string {
+	names := slices.Sorted(maps.Keys(perFlow))
+	slices.SortStableFunc(names, func(a, b string) int { return cmpFloat(perFlow[b], perFlow[a]) })
+	var parts []string
+	for _, n := range names {
+		part := fmt.Sprintf("%s held %.1f descriptors per flow", n, perFlow[n])
+		for _, i := range last {
+			if r := rows[i]; r.Process == n && r.Flows > 0 && float64(r.PipesLoaded)/float64(r.Flows) >= 0.5 {
+				part += fmt.Sprintf(" (%.1f of them pipes)", float64(r.PipesLoaded)/float64(r.Flows))
+			}
+		}
+		parts = append(parts, part)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // emulatorCeiling is figure 6: linkem unshaped, one TCP flow between the

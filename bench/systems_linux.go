@@ -21,6 +21,9 @@ type system struct {
 	// port is the MPTCP port towards the far end (0: none), for ss checks.
 	port int
 	stop func() error
+	// admin and bin are, for hybridgw's daemons, the admin socket (where
+	// the profiles come from) and the binary (which reads them).
+	admin, bin map[string]string
 }
 
 func (s *system) pids() map[string]int {
@@ -47,11 +50,34 @@ func startDirect() *system {
 	return &system{name: sysDirect, stop: func() error { return nil }}
 }
 
-// startHybrid starts hag and then hcpe with the example configs, as the
-// e2e harness does: hag first, and hcpe counts as up once it steers LAN
-// TCP (after its uplink endpoints exist).
-func (b *bench) startHybrid(ctx context.Context, name, hcpeConfig string) (*system, error) {
-	s := &system{name: name, port: 5124}
+// startHybrid starts hag and then hcpe with the bench's config copies, as
+// the e2e harness does: hag first, and hcpe counts as up once it steers
+// LAN TCP (after its uplink endpoints exist).
+func (b *bench) startHybrid(ctx context.Context, name, hcpeConfig, hagConfig string) (*system, error) {
+	s, err := b.startHAG(ctx, name, hagConfig)
+	if err != nil {
+		return s, err
+	}
+	hcpe, err := startProc(b.sp, b.lab.CPE, "hcpe", filepath.Join(b.logDir, name),
+		filepath.Join(b.opts.Bin, "hcpe"), "run", "-c", hcpeConfig)
+	if err != nil {
+		return s, errors.Join(err, s.stop())
+	}
+	s.procs = append(s.procs, hcpe)
+	s.admin["hcpe"], s.bin["hcpe"] = b.cfgs.AdminHCPE, filepath.Join(b.opts.Bin, "hcpe")
+	if err := waitFor(ctx, "hcpe steering LAN TCP (ip rule iif lan)", 10*time.Second, func() bool {
+		out, _ := b.lab.CPE.Output("ip", "rule")
+		return strings.Contains(out, "iif lan") || !hcpe.running()
+	}); err != nil || !hcpe.running() {
+		return s, errors.Join(err, s.alive(), s.stop())
+	}
+	return s, nil
+}
+
+// startHAG starts hag alone with config and waits for its listeners. Its
+// stop stops every process appended to it later too, last first.
+func (b *bench) startHAG(ctx context.Context, name, config string) (*system, error) {
+	s := &system{name: name, port: 5124, admin: map[string]string{}, bin: map[string]string{}}
 	s.stop = func() error {
 		var errs []error
 		for i := len(s.procs) - 1; i >= 0; i-- { // hcpe before hag
@@ -60,27 +86,16 @@ func (b *bench) startHybrid(ctx context.Context, name, hcpeConfig string) (*syst
 		return errors.Join(errs...)
 	}
 	hag, err := startProc(b.sp, b.lab.HAG, "hag", filepath.Join(b.logDir, name),
-		filepath.Join(b.opts.Bin, "hag"), "run", "-c", filepath.Join(b.opts.Configs, "hag.yaml"))
+		filepath.Join(b.opts.Bin, "hag"), "run", "-c", config)
 	if err != nil {
 		return nil, err
 	}
 	s.procs = append(s.procs, hag)
+	s.admin["hag"], s.bin["hag"] = b.cfgs.AdminHAG, filepath.Join(b.opts.Bin, "hag")
 	if err := waitFor(ctx, "hag listening on :5124", 10*time.Second, func() bool {
 		out, _ := b.lab.HAG.Output("ss", "-Hltn", "sport", "= :5124")
 		return strings.Count(out, "LISTEN") >= 2 || !hag.running()
 	}); err != nil || !hag.running() {
-		return s, errors.Join(err, s.alive(), s.stop())
-	}
-	hcpe, err := startProc(b.sp, b.lab.CPE, "hcpe", filepath.Join(b.logDir, name),
-		filepath.Join(b.opts.Bin, "hcpe"), "run", "-c", hcpeConfig)
-	if err != nil {
-		return s, errors.Join(err, s.stop())
-	}
-	s.procs = append(s.procs, hcpe)
-	if err := waitFor(ctx, "hcpe steering LAN TCP (ip rule iif lan)", 10*time.Second, func() bool {
-		out, _ := b.lab.CPE.Output("ip", "rule")
-		return strings.Contains(out, "iif lan") || !hcpe.running()
-	}); err != nil || !hcpe.running() {
 		return s, errors.Join(err, s.alive(), s.stop())
 	}
 	return s, nil
@@ -134,7 +149,10 @@ func (b *bench) startPeer(ctx context.Context) (*system, error) {
 	if err := hag.Run("ip", "mptcp", "limits", "set", "subflow", "4", "add_addr_accepted", "0"); err != nil {
 		return s, errors.Join(err, s.stop())
 	}
-	common := []string{"-k", pw, "-m", peerCipher, "--mptcp", "--no-delay", "-n", "16384", "-t", "600"}
+	// -n is the open-file limit ss sets for itself: figure 5's 10,000 idle
+	// flows take two descriptors each in both ss-redir and ss-server.
+	b.rep.PeerNofile = b.peerNofile()
+	common := []string{"-k", pw, "-m", peerCipher, "--mptcp", "--no-delay", "-n", fmt.Sprint(b.peerNofile()), "-t", "600"}
 	srv, err := startProc(b.sp, hag, "ss-server", filepath.Join(b.logDir, sysPeer), append([]string{"ss-server",
 		"-s", netlab.Service4, "-p", fmt.Sprint(peerServerPort)}, common...)...)
 	if err != nil {
@@ -171,6 +189,15 @@ func (b *bench) startPeer(ctx context.Context) (*system, error) {
 		return s, errors.Join(fmt.Errorf("installing the redirect: %w: %s", err, out), s.stop())
 	}
 	return s, nil
+}
+
+// peerNofile is the -n given to ss: peerNofile, or the open-file limit if
+// that is lower (ss cannot raise it either, and logs an error if asked to).
+func (b *bench) peerNofile() int {
+	if b.nofile > 0 && b.nofile < peerNofile {
+		return int(b.nofile)
+	}
+	return peerNofile
 }
 
 // ensurePeerInstalled installs Debian's shadowsocks-libev if ss-redir is

@@ -198,31 +198,40 @@ func downloads(ctx context.Context, ns *netlab.NS, dst netip.AddrPort, n int, du
 }
 
 // ttfb times one small exchange: connect, send a 100-byte request, and
-// the first byte of the 1000-byte answer.
-func ttfb(ctx context.Context, ns *netlab.NS, dst netip.AddrPort) (connect, first time.Duration, err error) {
+// the first byte of the 1000-byte answer. port is the client's local port
+// (the server closes first, so the client keeps no TIME_WAIT for it).
+func ttfb(ctx context.Context, ns *netlab.NS, dst netip.AddrPort) (connect, first time.Duration, port uint16, err error) {
 	start := time.Now()
 	c, err := dialIn(ctx, ns, dst)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer c.Close()
+	port = localPort(c)
 	connect = time.Since(start)
 	_ = c.SetDeadline(start.Add(10 * time.Second))
 	var req [reqLen]byte
 	req[0] = cmdTTFB
 	copy(req[1:], "GET /small HTTP/1.1\r\nHost: server\r\n\r\n")
 	if _, err := c.Write(req[:]); err != nil {
-		return connect, 0, err
+		return connect, 0, port, err
 	}
 	var resp [respLen]byte
 	if _, err := io.ReadFull(c, resp[:1]); err != nil {
-		return connect, 0, fmt.Errorf("waiting for the first byte: %w", err)
+		return connect, 0, port, fmt.Errorf("waiting for the first byte: %w", err)
 	}
 	first = time.Since(start)
 	if _, err := io.ReadFull(c, resp[1:]); err != nil {
-		return connect, first, fmt.Errorf("reading the answer: %w", err)
+		return connect, first, port, fmt.Errorf("reading the answer: %w", err)
 	}
-	return connect, first, nil
+	return connect, first, port, nil
+}
+
+func localPort(c net.Conn) uint16 {
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		return uint16(a.Port)
+	}
+	return 0
 }
 
 // openIdle opens n connections that stay open and idle once the server

@@ -14,6 +14,23 @@
 // host:port). It is separate from /metrics: Prometheus gets bounded,
 // aggregated series there, an operator gets every flow here.
 //
+// The same listener serves Go's profiler (net/http/pprof) under
+// /debug/pprof/, for go tool pprof:
+//
+//	GET /debug/pprof/profile?seconds=N  CPU profile over N seconds (N < 30, the server's write timeout)
+//	GET /debug/pprof/heap               heap profile (also goroutine, allocs, mutex, block, threadcreate)
+//	GET /debug/pprof/trace?seconds=N    execution trace
+//	GET /debug/pprof/cmdline, /symbol   as net/http/pprof documents them
+//
+// It is on the admin listener only, never on the metrics port: a profile
+// shows the code and command line and costs CPU while it runs, so it is
+// for whoever may open the admin socket (root and the daemon's group by
+// default). A TCP admin.listen exposes it to anyone who can reach that
+// address. Fetch downloads one, e.g.
+//
+//	curl --unix-socket /run/hag/admin.sock -o hag.pprof 'http://hag/debug/pprof/profile?seconds=10'
+//	go tool pprof -top /usr/bin/hag hag.pprof
+//
 // Field names are stable once released; new fields may appear. Byte
 // counts are the kernel's or the relay's since the flow started (or the
 // daemon did, for totals); durations are milliseconds, rates bits per

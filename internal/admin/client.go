@@ -24,20 +24,51 @@ func Post(ctx context.Context, listen, path string, out any) error {
 	return call(ctx, http.MethodPost, listen, path, out)
 }
 
-func call(ctx context.Context, method, listen, path string, out any) error {
+// Fetch copies the answer to GET path from the admin API on listen into w
+// as it is, for what is not JSON: a profile from /debug/pprof/ (e.g.
+// "/debug/pprof/profile?seconds=10"). Only ctx bounds it, since a CPU
+// profile takes as long as it asks for.
+func Fetch(ctx context.Context, listen, path string, w io.Writer) error {
+	tr := transport(listen)
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://admin"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w", listen, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		return fmt.Errorf("admin API at %s: %s: %s", listen, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("admin API at %s: reading %s: %w", listen, path, err)
+	}
+	return nil
+}
+
+// transport dials the admin API on listen, whatever the URL says.
+func transport(listen string) *http.Transport {
 	network, addr := "unix", ""
 	if p, unix := SocketPath(listen); unix {
 		addr = p
 	} else {
 		network, addr = "tcp", dialable(listen)
 	}
-	tr := &http.Transport{
+	return &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
 		},
 		DisableKeepAlives: true,
 	}
+}
+
+func call(ctx context.Context, method, listen, path string, out any) error {
+	tr := transport(listen)
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	req, err := http.NewRequestWithContext(ctx, method, "http://admin"+path, nil)

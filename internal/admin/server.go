@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,9 +33,24 @@ type Reloader interface {
 // Handler serves GET /v1/status and GET /v1/flows from p, and POST
 // /v1/reload when p is a Reloader (a refused reload answers 422 with the
 // problems). ready, if not nil, must be closed before the daemon can
-// answer: until then every endpoint says 503.
+// answer: until then every /v1 endpoint says 503. It also serves Go's
+// profiler under /debug/pprof/ (see the package comment).
 func Handler(p Provider, ready <-chan struct{}) http.Handler {
 	mux := http.NewServeMux()
+	// The profiler lives here, on the local admin listener (a socket only
+	// root and the daemon's group may open, by default), and never on the
+	// metrics port, which Prometheus and often a whole management network
+	// reach: a profile reveals the code and the command line, and a CPU
+	// profile or trace costs the daemon CPU while it runs. It is not gated
+	// on ready, so a daemon that is slow to start can be profiled too.
+	// (Importing net/http/pprof also registers it on http.DefaultServeMux;
+	// neither daemon serves that mux.)
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // named profiles: heap, goroutine, allocs, mutex, block, threadcreate
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	serve := func(get func(context.Context) (any, error), failed int) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if ready != nil {

@@ -266,3 +266,38 @@ func TestDialable(t *testing.T) {
 		}
 	}
 }
+
+// The profiler answers on the admin socket, before the daemon is ready
+// too, and a CPU profile comes back as a gzipped protobuf.
+func TestServePprof(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	serve(t, sock, Handler(&fakeProvider{}, make(chan struct{}))) // never ready
+	ctx := context.Background()
+
+	var cmdline strings.Builder
+	if err := Fetch(ctx, sock, "/debug/pprof/cmdline", &cmdline); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(cmdline.String(), filepath.Base(os.Args[0])) {
+		t.Errorf("cmdline %q does not name the test binary %s", cmdline.String(), os.Args[0])
+	}
+	var index strings.Builder
+	if err := Fetch(ctx, sock, "/debug/pprof/", &index); err != nil || !strings.Contains(index.String(), "goroutine") {
+		t.Errorf("index: err %v, %d bytes without the goroutine profile", err, index.Len())
+	}
+	var prof strings.Builder
+	if err := Fetch(ctx, "unix:"+sock, "/debug/pprof/profile?seconds=1", &prof); err != nil {
+		t.Fatal(err)
+	}
+	if b := prof.String(); len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("CPU profile: %d bytes, not gzip", len(b))
+	}
+	if err := Fetch(ctx, sock, "/debug/pprof/nothing", &prof); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("unknown profile: err %v, want a 404", err)
+	}
+	// The /v1 endpoints still wait for ready.
+	var st CPEStatus
+	if err := Get(ctx, sock, "/v1/status", &st); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("status before ready: err %v, want a 503", err)
+	}
+}

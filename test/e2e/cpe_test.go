@@ -202,6 +202,34 @@ func TestCPE(t *testing.T) {
 		}
 	})
 
+	t.Run("ClientPortReusedAfterServerClosed", func(t *testing.T) {
+		// The server closes first, so hcpe's side of the LAN connection is
+		// the active closer; the client then connects again from the same
+		// port at once, as a busy host cycling through its ports does.
+		const port = 40123
+		for i := range 3 {
+			start := time.Now()
+			var c net.Conn
+			err := s.lab.LAN.Do(func() (err error) {
+				d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(netlab.Client4), Port: port}}
+				c, err = d.Dial("tcp", netip.AddrPortFrom(server4, 8081).String())
+				return err
+			})
+			if err != nil {
+				t.Fatalf("connection %d from port %d: %v (after %v)", i, port, err, time.Since(start).Round(time.Millisecond))
+			}
+			setup := time.Since(start)
+			c.Write(netlab.SourceRequest(1000, uint64(30+i)))
+			if n, err := io.Copy(io.Discard, c); err != nil || n != 1000 {
+				t.Fatalf("connection %d: %d bytes, %v", i, n, err)
+			}
+			c.Close()
+			t.Logf("connection %d from port %d: set up in %v", i, port, setup.Round(time.Millisecond))
+			// The client's FIN and hcpe's last ACK.
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+
 	t.Run("FollowsUplinkAddressChange", func(t *testing.T) {
 		// LTE is renumbered: the endpoint and source rule follow the address.
 		const oldAddr, newAddr = netlab.CPELTE6, "2001:db8:17e::5"
