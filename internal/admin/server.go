@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"hybridgw/internal/httpserve"
 )
 
 // Provider answers the API's two questions. Each call builds a fresh
@@ -158,20 +160,5 @@ func Serve(ctx context.Context, listen string, h http.Handler, log *slog.Logger)
 		}
 	}()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("admin API listening", "addr", ln.Addr().String())
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		<-errc
-		return nil
-	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return fmt.Errorf("admin server: %w", err)
-	}
+	return httpserve.Run(ctx, srv, ln, "admin API", log)
 }

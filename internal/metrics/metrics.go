@@ -6,7 +6,6 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"hybridgw/internal/httpserve"
 	"hybridgw/internal/version"
 )
 
@@ -48,22 +48,7 @@ func Serve(ctx context.Context, addr string, reg *prometheus.Registry, log *slog
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("metrics listening", "addr", ln.Addr().String())
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		<-errc
-		return nil
-	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return fmt.Errorf("metrics server: %w", err)
-	}
+	return httpserve.Run(ctx, srv, ln, "metrics", log)
 }
 
 // Label turns a name such as an RFC 8803 error ("Not Authorized") into a
