@@ -275,21 +275,26 @@ func metricsText(ctx context.Context, ns *netlab.NS, addr string) (string, error
 // each wanted metric name, the sum of its samples over all label sets, or
 // for a name written with its labels, that one series.
 func scrape(ctx context.Context, ns *netlab.NS, addr string, names ...string) (map[string]float64, error) {
-	text, err := metricsText(ctx, ns, addr)
+	bare := make([]string, len(names))
+	for i, n := range names {
+		bare[i], _, _ = strings.Cut(n, "{")
+	}
+	series, err := scrapeSeries(ctx, ns, addr, bare...)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]float64{}
-	for _, line := range strings.Split(text, "\n") {
-		if line == "" || line[0] == '#' {
+	for _, n := range names {
+		if strings.Contains(n, "{") {
+			// A name with labels ("m{l=\"v\"}") matches that series only.
+			if v, ok := series[n]; ok {
+				out[n] = v
+			}
 			continue
 		}
-		for _, n := range names {
-			// A name with labels ("m{l=\"v\"}") matches that series only.
-			if strings.HasPrefix(line, n+" ") || !strings.Contains(n, "{") && strings.HasPrefix(line, n+"{") {
-				if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
-					out[n] += v
-				}
+		for k, v := range series {
+			if k == n || strings.HasPrefix(k, n+"{") {
+				out[n] += v
 			}
 		}
 	}
