@@ -2,6 +2,7 @@ package netstack
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -32,7 +33,19 @@ const (
 // run is Run's body; see Run for the shutdown order.
 func (s *Stack) run(ctx context.Context) error {
 	ep := channel.New(outboundQueueLen, uint32(s.cfg.MTU), "")
-	gs, err := newGVisor(ep)
+	var link stack.LinkEndpoint = ep
+	vw, gso := s.cfg.Device.(virtioWriter)
+	gso = gso && vw.Offloads()
+	if gso {
+		// Host GSO: gVisor's TCP sends segments of up to gsoMaxSize with
+		// only the pseudo-header checksum, and the kernel splits them
+		// into MTU-sized packets and finishes the checksums (see
+		// writeLoopGSO). Without it gVisor sends one MTU at a time, and
+		// per-segment work in gVisor was half of hcpe's CPU.
+		ep.SupportedGSOKind = stack.HostGSOSupported
+		link = &gsoEndpoint{ep}
+	}
+	gs, err := newGVisor(link)
 	if err != nil {
 		return errors.Join(err, s.cfg.Device.Close())
 	}
@@ -50,7 +63,11 @@ func (s *Stack) run(ctx context.Context) error {
 	writerDone := make(chan struct{})
 	wg.Go(func() {
 		defer close(writerDone)
-		s.writeLoop(wctx, ep)
+		if gso {
+			s.writeLoopGSO(wctx, ep, vw)
+		} else {
+			s.writeLoop(wctx, ep)
+		}
 	})
 
 	select {
@@ -177,5 +194,86 @@ func (s *Stack) writeLoop(ctx context.Context, ep *channel.Endpoint) {
 func (s *Stack) writeRaw(b []byte) {
 	if _, err := s.cfg.Device.Write([][]byte{b}, Offset); err != nil {
 		s.c.tunWriteErrors.Add(1)
+	}
+}
+
+// virtioWriter is a Device opened with offloads that takes packets with
+// their own virtio-net header; *tun.Device is one.
+type virtioWriter interface {
+	Offloads() bool
+	WriteVirtio(b []byte) error
+}
+
+// gsoMaxSize is the largest segment gVisor's TCP builds with host GSO: an
+// IP packet's 16-bit length (gVisor keeps the payload at most this minus
+// the largest TCP/IP header). channel.Endpoint's own limit is 32 KiB.
+const gsoMaxSize = 1<<16 - 1
+
+// gsoEndpoint raises channel.Endpoint's GSO size limit.
+type gsoEndpoint struct{ *channel.Endpoint }
+
+// GSOMaxSize implements stack.GSOEndpoint.
+func (*gsoEndpoint) GSOMaxSize() uint32 { return gsoMaxSize }
+
+// virtio_net_hdr constants (linux/virtio_net.h).
+const (
+	virtioNetHdrLen       = 10
+	virtioNetHdrNeedsCsum = 1
+	virtioNetHdrGSOTCPv4  = 1
+	virtioNetHdrGSOTCPv6  = 4
+)
+
+// putVirtioHdr writes pkt's virtio-net header into h (virtioNetHdrLen
+// bytes, host byte order as the TUN expects without TUNSETVNETLE). A packet
+// of a TCP endpoint carries a partial checksum (pseudo-header only) even
+// when it is no larger than the MSS, so every such packet asks the kernel
+// to finish it; other packets (RSTs of the stack, ICMP) are complete.
+func putVirtioHdr(h []byte, pkt *stack.PacketBuffer) {
+	clear(h[:virtioNetHdrLen])
+	g := pkt.GSOOptions
+	if g.Type == stack.GSONone {
+		return
+	}
+	ne := binary.NativeEndian
+	ne.PutUint16(h[2:], uint16(pkt.HeaderSize()))
+	if g.NeedsCsum {
+		h[0] = virtioNetHdrNeedsCsum
+		ne.PutUint16(h[6:], g.L3HdrLen)
+		ne.PutUint16(h[8:], g.CsumOffset)
+	}
+	if pkt.Data().Size() > int(g.MSS) {
+		switch g.Type {
+		case stack.GSOTCPv4:
+			h[1] = virtioNetHdrGSOTCPv4
+		case stack.GSOTCPv6:
+			h[1] = virtioNetHdrGSOTCPv6
+		}
+		ne.PutUint16(h[4:], g.MSS)
+	}
+}
+
+// writeLoopGSO is writeLoop for a device with offloads: every packet goes
+// out in its own write with its virtio-net header, and segments larger
+// than the MTU are split by the kernel. A write per packet is what
+// wireguard-go's batched Write does too after coalescing.
+func (s *Stack) writeLoopGSO(ctx context.Context, ep *channel.Endpoint, vw virtioWriter) {
+	buf := make([]byte, 0, virtioNetHdrLen+gsoMaxSize)
+	for {
+		pkt := ep.ReadContext(ctx)
+		if pkt == nil {
+			pkt = ep.Read() // ctx is done: flush
+		}
+		if pkt == nil {
+			return
+		}
+		b := buf[:virtioNetHdrLen]
+		putVirtioHdr(b, pkt)
+		for _, v := range pkt.AsSlices() {
+			b = append(b, v...)
+		}
+		pkt.DecRef()
+		if err := vw.WriteVirtio(b); err != nil {
+			s.c.tunWriteErrors.Add(1)
+		}
 	}
 }

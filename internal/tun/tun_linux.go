@@ -109,3 +109,26 @@ func (d *Device) Close() error {
 	})
 	return d.closeErr
 }
+
+// VirtioNetHdrLen is the size of the virtio-net header that precedes every
+// packet on a TUN opened with offloads (struct virtio_net_hdr, no mergeable
+// buffers).
+const VirtioNetHdrLen = 10
+
+// Offloads reports whether the device was opened with IFF_VNET_HDR and TSO
+// enabled, so that WriteVirtio may hand the kernel TCP segments larger than
+// the MTU to split. wireguard-go enables both together and only then batches
+// (BatchSize > 1).
+func (d *Device) Offloads() bool { return d.dev.BatchSize() > 1 }
+
+// WriteVirtio writes one packet b that starts with its own virtio-net header
+// (VirtioNetHdrLen bytes, see Offloads), bypassing wireguard-go's
+// coalescing: the caller already built the super-packet and says in the
+// header how the kernel is to segment it and finish its checksum. One write
+// on a TUN is one packet, so this is safe next to concurrent Writes.
+func (d *Device) WriteVirtio(b []byte) error {
+	if _, err := d.dev.File().Write(b); err != nil {
+		return fmt.Errorf("writing to TUN %s: %w", d.name, err)
+	}
+	return nil
+}
