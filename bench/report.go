@@ -64,6 +64,7 @@ type Report struct {
 	TTFB       []TTFBRow     `json:"ttfb"`
 	Handover   []HandoverRow `json:"handover"`
 	CPU        []CPURow      `json:"cpu"`
+	OneCore    []CPURow      `json:"one_core,omitempty"` // figure 8, fig_onecore_linux.go
 	Memory     []MemRow      `json:"memory"`
 	Emulator   []EmuRow      `json:"emulator"`
 	Rate       []RateRun     `json:"connection_rate"`
@@ -490,6 +491,8 @@ func (r *Report) markdown() string {
 			w("**Reading.** %s\n\n", s)
 		}
 	}
+
+	r.oneCoreMD(&b)
 
 	w("\n## 5. Memory with idle open flows\n\n")
 	t = newTable(&b, "system", "process", "flows", "RSS base MB", "RSS with flows MB", "RSS after close MB", "RSS per flow KB", "heap in use base / loaded / after MB", "heap per flow KB", "goroutines base / loaded / after", "descriptors base / loaded / after (per flow; pipes)")

@@ -286,6 +286,9 @@ func (b *bench) phase(ctx context.Context, name string) {
 	if want(o.Figures, "4") && ctx.Err() == nil && b.fits("figure 4 "+name, 2*o.CPU+5*time.Second) {
 		b.cpuCeiling(ctx, s)
 	}
+	if want(o.Figures, oneCoreFigure) && ctx.Err() == nil && b.fits("figure 8 "+name, 2*o.CPU+5*time.Second) {
+		b.oneCore(ctx, s)
+	}
 	if err := s.alive(); err != nil {
 		b.errorf("%s: %v", name, err)
 	}
