@@ -132,3 +132,16 @@ func (d *Device) WriteVirtio(b []byte) error {
 	}
 	return nil
 }
+
+// ReadVirtio reads one packet, preceded by its virtio-net header, into b
+// (which needs VirtioNetHdrLen+65535 bytes), bypassing wireguard-go's
+// splitting: a TSO super-packet from the kernel stays whole. Use it only
+// when Offloads is true and never together with Read. After Close it
+// returns an error wrapping os.ErrClosed.
+func (d *Device) ReadVirtio(b []byte) (int, error) {
+	n, err := d.dev.File().Read(b)
+	if err != nil {
+		return n, fmt.Errorf("reading from TUN %s: %w", d.name, err)
+	}
+	return n, nil
+}
