@@ -16,10 +16,14 @@
 // SYN queue would, so that the host retries with its normal back-off rather
 // than failing at once, and it is counted in Stats.
 //
-// The data path: the TUN is read in batches (wireguard-go splits the
-// kernel's TSO super-packets) and each packet is injected into a gVisor
-// channel endpoint; packets the stack sends are collected in batches and
-// written together so that wireguard-go can coalesce them into super-packets
-// again. gVisor itself is configured in one place, newGVisor, with the reason
-// for every non-default setting.
+// The data path, on a TUN opened with offloads: every read is one packet
+// as the kernel queued it, a TSO super-packet of up to 64 KiB included, and
+// goes to gVisor whole with its checksum taken as validated (the kernel
+// marked it partial or validated; anything else is verified here). gVisor's
+// TCP uses host GSO: it sends segments of up to 64 KiB with only the
+// pseudo-header checksum, each written with a virtio-net header that asks
+// the kernel to split it and finish the checksums. Without offloads the
+// TUN is read in batches and what gVisor sends is written in batches so
+// that wireguard-go can coalesce it. gVisor itself is configured in one
+// place, newGVisor, with the reason for every non-default setting.
 package netstack
