@@ -9,7 +9,8 @@
 // super-packets through whole with their virtio-net header, for a caller
 // whose TCP/IP stack handles large segments itself (internal/netstack).
 // That is worth about 2.5x the throughput of a plain TUN with one packet per
-// syscall, and gVisor's segments of 64 KiB about 4x more again.
+// syscall; passing super-packets through gVisor whole tripled to quintupled
+// BenchmarkThroughput again (upload, download).
 
 // Steering is done with ip rules, never with routes in the main table, so
 // that only what the rules select enters the TUN:
