@@ -188,7 +188,7 @@ type Stats struct {
 	InFlight int // gauge: handshakes in flight
 	Active   int // gauge: flows in Handle
 
-	TUNReadErrors  uint64 // failed TUN reads (not counting close)
+	TUNReadErrors  uint64 // failed TUN reads (not counting close) and packets read with a bad TCP checksum
 	TUNWriteErrors uint64 // failed TUN writes
 	OutboundDrops  uint64 // packets gVisor could not queue for the TUN
 }
