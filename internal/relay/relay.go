@@ -49,7 +49,7 @@ type Options struct {
 	// IdleTimeout ends the relay when neither direction has moved a byte
 	// for this long. 0 means never. A direction that stays blocked in one
 	// write for IdleTimeout plus a grace (IdleTimeout/4, 10 ms to 10 s) —
-	// a receiver that drains slower than 256 KiB in that time — also
+	// a receiver that drains slower than 32 KiB (one buffer) in that time — also
 	// counts as idle, because progress inside a write is invisible.
 	IdleTimeout time.Duration
 
