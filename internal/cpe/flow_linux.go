@@ -167,7 +167,7 @@ func (c *CPE) handle(ctx context.Context, lan *netstack.Conn, up netstack.Upstre
 	c.flows[f] = struct{}{}
 	c.mu.Unlock()
 	c.m.FlowsActive.Inc()
-	res := relay.Relay(ctx, lan, &finalPoll{TCPConn: u.TCPConn, poll: func() { c.pollFlow(f) }}, relay.Options{
+	res := relay.Relay(ctx, lan, &finalPoll{TCPConn: u.TCPConn, poll: func() { _ = c.pollFlow(f) }}, relay.Options{
 		IdleTimeout: c.cfg.Limits.IdleTimeout,
 		IsReset:     netstack.IsReset,
 		Counters:    &f.ctr,
@@ -206,7 +206,8 @@ func (p *finalPoll) Abort() { _ = p.TCPConn.SetLinger(0) }
 // pollFlow adds what the flow's subflows carried since the last poll to the
 // per-uplink counters. The numbers are the kernel's (tcp_info of each
 // subflow), so a subflow's share is what really crossed that uplink.
-func (c *CPE) pollFlow(f *flow) {
+// It returns the subflows it saw, for the subflow gauges.
+func (c *CPE) pollFlow(f *flow) []mptcp.Subflow {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	subs, err := mptcp.Subflows(f.up)
@@ -225,7 +226,7 @@ func (c *CPE) pollFlow(f *flow) {
 		if !f.mptcp {
 			f.last[k] = [2]uint64{max(up, last[0]), max(down, last[1])}
 		}
-		return
+		return nil
 	}
 	for _, s := range subs {
 		k := subflowKey{s.Local, s.Remote}
@@ -239,6 +240,7 @@ func (c *CPE) pollFlow(f *flow) {
 		}
 		f.last[k] = [2]uint64{max(s.TCP.BytesAcked, last[0]), max(s.TCP.BytesRecv, last[1])}
 	}
+	return subs
 }
 
 // pollAll refreshes the per-uplink byte counters and subflow gauges.
@@ -254,11 +256,10 @@ func (c *CPE) pollAll() {
 		count[u.Name] = 0
 	}
 	for _, f := range flows {
-		c.pollFlow(f)
-		if subs, err := mptcp.Subflows(f.up); err == nil {
-			for _, s := range subs {
-				count[c.ups.nameOf(s.Local.Addr())]++
-			}
+		// One MPTCP_FULL_INFO per flow serves both the byte counters and
+		// the gauges.
+		for _, s := range c.pollFlow(f) {
+			count[c.ups.nameOf(s.Local.Addr())]++
 		}
 	}
 	for name, n := range count {

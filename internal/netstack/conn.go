@@ -3,6 +3,7 @@ package netstack
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -19,14 +20,22 @@ import (
 type Conn struct {
 	c         *gonet.TCPConn
 	ep        tcpip.Endpoint
+	wq        *waiter.Queue
 	id        FlowID
 	closeOnce sync.Once
+	closed    chan struct{} // closed by Close and Abort; ends WaitRead
+
+	// gonet keeps its read deadline to itself, so WaitRead keeps a copy.
+	mu        sync.Mutex
+	rDeadline time.Time
+	rChanged  chan struct{} // closed and replaced when rDeadline changes
 }
 
 var _ net.Conn = (*Conn)(nil)
 
 func newConn(wq *waiter.Queue, ep tcpip.Endpoint, id FlowID) *Conn {
-	return &Conn{c: gonet.NewTCPConn(wq, ep), ep: ep, id: id}
+	return &Conn{c: gonet.NewTCPConn(wq, ep), ep: ep, wq: wq, id: id,
+		closed: make(chan struct{}), rChanged: make(chan struct{})}
 }
 
 // ID is the flow's original source and destination.
@@ -55,6 +64,7 @@ func (c *Conn) CloseRead() error { return mapErr(c.c.CloseRead()) }
 // endpoint, like Close.
 func (c *Conn) Abort() {
 	c.closeOnce.Do(func() {
+		close(c.closed)
 		c.ep.Abort()
 		c.ep.Close()
 	})
@@ -63,7 +73,10 @@ func (c *Conn) Abort() {
 // Close closes the connection gracefully (FIN after queued data). It is
 // idempotent, and a no-op after Abort.
 func (c *Conn) Close() error {
-	c.closeOnce.Do(func() { _ = c.c.Close() })
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		_ = c.c.Close()
+	})
 	return nil
 }
 
@@ -74,10 +87,63 @@ func (c *Conn) LocalAddr() net.Addr { return net.TCPAddrFromAddrPort(c.id.Dst) }
 func (c *Conn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.id.Src) }
 
 // SetDeadline sets the read and write deadlines.
-func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.setReadDeadline(t)
+	return c.c.SetDeadline(t)
+}
 
-// SetReadDeadline sets the read deadline.
-func (c *Conn) SetReadDeadline(t time.Time) error { return c.c.SetReadDeadline(t) }
+// SetReadDeadline sets the read deadline, for Read and WaitRead.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.setReadDeadline(t)
+	return c.c.SetReadDeadline(t)
+}
+
+func (c *Conn) setReadDeadline(t time.Time) {
+	c.mu.Lock()
+	c.rDeadline = t
+	close(c.rChanged)
+	c.rChanged = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// readableMask is what makes a Read return at once: data, the LAN host's
+// FIN, a reset or an error.
+const readableMask = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
+
+// WaitRead returns once a Read would not block, without taking a buffer:
+// an idle flow then holds none (relay.ReadWaiter). It returns a timeout
+// error when the read deadline passes and net.ErrClosed after Close.
+func (c *Conn) WaitRead() error {
+	if c.ep.Readiness(readableMask) != 0 {
+		return nil
+	}
+	e, ch := waiter.NewChannelEntry(readableMask)
+	c.wq.EventRegister(&e)
+	defer c.wq.EventUnregister(&e)
+	for c.ep.Readiness(readableMask) == 0 {
+		c.mu.Lock()
+		dl, changed := c.rDeadline, c.rChanged
+		c.mu.Unlock()
+		var expired <-chan time.Time
+		if !dl.IsZero() {
+			d := time.Until(dl)
+			if d <= 0 {
+				return &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.ErrDeadlineExceeded}
+			}
+			t := time.NewTimer(d)
+			expired = t.C
+			defer t.Stop() // at most one per deadline change
+		}
+		select {
+		case <-ch:
+		case <-changed:
+		case <-expired:
+		case <-c.closed:
+			return &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: net.ErrClosed}
+		}
+	}
+	return nil
+}
 
 // SetWriteDeadline sets the write deadline.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.c.SetWriteDeadline(t) }

@@ -4,11 +4,14 @@
 // keeps flowing, and a reset or failure on one side becomes a reset on the
 // other, so that neither endpoint mistakes a broken stream for a complete one.
 //
-// Between two *net.TCPConn (hag: MPTCP socket to server socket) the bytes
-// never enter user space: each direction is copied with
-// (*net.TCPConn).ReadFrom on an *io.LimitedReader wrapping the source, which
-// Go implements with splice(2). Any other pair (hcpe: gVisor endpoint to
-// MPTCP socket) is copied through one fixed pooled buffer per direction.
+// Each direction waits until its source is readable without holding a
+// buffer (a poll on a kernel socket through syscall.RawConn, gVisor's
+// waiter queue through WaitRead), then borrows a pooled buffer to move the
+// bytes and returns it before it waits again. An idle flow therefore holds
+// no buffer and, between two kernel sockets (hag), no pipe: the splice(2)
+// that io.Copy would use blocks inside the kernel copy holding two pipe
+// descriptors per direction, which Go's pipe pool closes only at GC, and
+// make bench figure 5 counted 6 descriptors per idle flow on hag.
 //
 // Relay owns both connections: it closes them before it returns.
 package relay
@@ -46,7 +49,7 @@ type Options struct {
 	// IdleTimeout ends the relay when neither direction has moved a byte
 	// for this long. 0 means never. A direction that stays blocked in one
 	// write for IdleTimeout plus a grace (IdleTimeout/4, 10 ms to 10 s) —
-	// a receiver that drains slower than 256 KiB in that time — also
+	// a receiver that drains slower than 32 KiB (one buffer) in that time — also
 	// counts as idle, because progress inside a write is invisible.
 	IdleTimeout time.Duration
 
@@ -62,8 +65,7 @@ type Options struct {
 	IsReset func(error) bool
 
 	// Counters, if not nil, is updated while the relay runs so that a
-	// caller can export live byte counts. With splice the counts advance
-	// once per chunk (256 KiB) and whenever an idle check interrupts them.
+	// caller can export live byte counts. They advance with every write.
 	Counters *Counters
 }
 
@@ -139,8 +141,7 @@ type Result struct {
 	End        Reason
 	// First is the side whose stream ended first (FIN, reset or error).
 	// It is SideNone when the relay was torn down (idle, cancel) before
-	// either side ended. With splice the kernel reports a read failure and
-	// a write failure alike, so such an error is attributed to the source.
+	// either side ended.
 	First Side
 	// Err is the error that ended the relay (ReasonReset, ReasonError), the
 	// context's cause (ReasonCanceled), or else the first CloseWrite error,
@@ -148,18 +149,35 @@ type Result struct {
 	Err error
 }
 
-const (
-	// chunk bounds one splice call so that counters and the idle clock
-	// advance while a bulk flow runs; 256 KiB costs one extra pipe
-	// round-trip per 256 KiB, which is noise next to the copy.
-	chunk = 256 << 10
-	// bufSize is the per-direction buffer when splice is not possible;
-	// the same size io.Copy uses.
-	bufSize = 32 << 10
-)
+// bufSize is the per-direction buffer, borrowed only while bytes move;
+// the same size io.Copy uses.
+const bufSize = 32 << 10
 
 // bufPool is a cache, not state: buffers carry nothing between flows.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// buffersOut counts buffers borrowed and not yet returned, across all
+// relays: what the relays hold right now. Tests read it; an idle flow
+// must not add to it.
+var buffersOut atomic.Int64
+
+func getBuf() *[]byte {
+	buffersOut.Add(1)
+	return bufPool.Get().(*[]byte)
+}
+
+func putBuf(b *[]byte) {
+	bufPool.Put(b)
+	buffersOut.Add(-1)
+}
+
+// ReadWaiter is implemented by a Conn that can wait until a Read would not
+// block without being given a buffer (netstack.Conn, over gVisor's waiter
+// queue). WaitRead must return early with a timeout error when the read
+// deadline passes, and with an error once the Conn is closed.
+type ReadWaiter interface {
+	WaitRead() error
+}
 
 type direction struct {
 	src, dst         Conn
@@ -224,14 +242,11 @@ func Relay(ctx context.Context, a, b Conn, opts Options) Result {
 // supervise runs on Relay's goroutine and waits for both directions, acting
 // on cancellation and the timeouts meanwhile.
 //
-// Idle detection must not disturb a running splice, and a splice reports
-// nothing until its chunk is full, so a trickle (keystrokes, heartbeats)
-// looks idle from the counters alone. When the counters have been quiet for
-// IdleTimeout the supervisor therefore probes: it sets a past read deadline
-// on both conns. That interrupts a splice only while it waits for input —
-// its pipe is then empty, so nothing is lost — and makes it report the bytes
-// moved so far. Each direction clears the deadline, reports, and
-// acknowledges; once every running direction has, the counters are
+// When the counters have been quiet for IdleTimeout the supervisor
+// probes before it ends the flow: it sets a past read deadline on both
+// conns. That interrupts a direction only while it waits for input, when it
+// holds no bytes, so nothing is lost. Each direction clears the deadline,
+// reports, and acknowledges; once every running direction has, the counters are
 // trusted. A direction blocked writing cannot acknowledge; after probeGrace
 // it counts as idle.
 func (f *flow) supervise(ctx context.Context, ended <-chan struct{}) {
@@ -302,46 +317,24 @@ func (f *flow) supervise(ctx context.Context, ended <-chan struct{}) {
 	}
 }
 
+// copy moves src to dst until EOF or an error. Between reads it waits
+// for readability with no buffer; the buffer goes back to the pool after
+// each write, so only a direction with bytes in hand holds one.
 func (f *flow) copy(d *direction) {
-	dst, ok1 := d.dst.(*net.TCPConn)
-	src, ok2 := d.src.(*net.TCPConn)
-	if ok1 && ok2 {
-		f.splice(d, dst, src)
-		return
-	}
-	f.userCopy(d)
-}
-
-// splice leaves the copying to the kernel. The source must reach ReadFrom
-// as a bare *net.TCPConn inside an *io.LimitedReader: any other wrapper
-// makes Go fall back to a user-space copy with a fresh 32 KiB buffer per call.
-func (f *flow) splice(d *direction, dst, src *net.TCPConn) {
-	lr := &io.LimitedReader{R: src}
+	wait := waiterOf(d.src)
 	for {
-		lr.N = chunk
-		n, err := dst.ReadFrom(lr)
-		if err != nil && f.retry(d, err) {
-			f.progress(d, n)
-			f.ack()
-			continue
+		if wait != nil {
+			if err := wait(); err != nil {
+				if f.retry(d, err) {
+					f.ack()
+					continue
+				}
+				f.fail(d, d.srcSide, err)
+				return
+			}
 		}
-		f.progress(d, n)
-		switch {
-		case err != nil:
-			f.fail(d, d.srcSide, err)
-			return
-		case lr.N > 0: // ReadFrom stopped short without error: EOF
-			f.eof(d)
-			return
-		}
-	}
-}
-
-func (f *flow) userCopy(d *direction) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	for {
+		bp := getBuf()
+		buf := *bp
 		nr, rerr := d.src.Read(buf)
 		if nr > 0 {
 			nw, werr := d.dst.Write(buf[:nr])
@@ -350,10 +343,12 @@ func (f *flow) userCopy(d *direction) {
 				werr = io.ErrShortWrite
 			}
 			if werr != nil {
+				putBuf(bp)
 				f.fail(d, d.dstSide, werr)
 				return
 			}
 		}
+		putBuf(bp)
 		switch {
 		case rerr == nil:
 		case errors.Is(rerr, io.EOF):
@@ -366,6 +361,23 @@ func (f *flow) userCopy(d *direction) {
 			return
 		}
 	}
+}
+
+// waiterOf returns how to wait until c is readable without a buffer, or
+// nil if c offers no way (then Read waits, holding the buffer).
+func waiterOf(c Conn) func() error {
+	if w, ok := c.(ReadWaiter); ok {
+		return w.WaitRead
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return func() error { return rc.Read(readable) }
 }
 
 func (f *flow) progress(d *direction, n int64) {
@@ -434,9 +446,9 @@ func (f *flow) isReset(err error) bool {
 	return f.opts.IsReset != nil && f.opts.IsReset(err)
 }
 
-// finish records the first ending and tears both sides down. Which side
-// failed is ambiguous under splice, so both are aborted: aborting the side
-// that already reset costs nothing.
+// finish records the first ending and tears both sides down. Both are
+// aborted: aborting the side that already reset costs nothing, and a FIN
+// would present a truncated stream as complete.
 func (f *flow) finish(r Reason, side Side, err error, abort bool) {
 	f.mu.Lock()
 	if f.done.Load() {

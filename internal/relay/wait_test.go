@@ -1,0 +1,113 @@
+package relay
+
+import (
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestRelayIdleHoldsNoBuffer checks that a direction waiting for input
+// holds no pooled buffer: after bytes moved both ways and stopped, the
+// relays of the process hold none, and a flow that moves again works. Not
+// parallel: buffersOut is process-wide.
+func TestRelayIdleHoldsNoBuffer(t *testing.T) {
+	for _, m := range []mode{modeSplice, modeUser, modeGv} {
+		t.Run(string(m), func(t *testing.T) {
+			const flows = 8
+			hs := make([]*harness, flows)
+			for i := range hs {
+				hs[i] = start(t, "tcp4", "127.0.0.1:0", m, Options{})
+			}
+			msg := []byte("ping")
+			roundTrip := func(h *harness) {
+				t.Helper()
+				buf := make([]byte, len(msg))
+				for _, pair := range [][2]io.ReadWriter{{h.client, h.server}, {h.server, h.client}} {
+					if _, err := pair[0].Write(msg); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := io.ReadFull(pair[1], buf); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			for _, h := range hs {
+				roundTrip(h)
+			}
+			// The directions return their buffers right after their last
+			// write; give them that instant.
+			deadline := time.Now().Add(2 * time.Second)
+			for buffersOut.Load() != 0 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if n := buffersOut.Load(); n != 0 {
+				t.Fatalf("%d idle flows hold %d buffers, want 0", flows, n)
+			}
+			for _, h := range hs {
+				roundTrip(h)
+				h.client.CloseWrite()
+				h.server.CloseWrite()
+				if r := h.wait(t, 5*time.Second); r.End != ReasonEOF {
+					t.Fatalf("relay ended %v (%v), want eof", r.End, r.Err)
+				}
+			}
+			if n := buffersOut.Load(); n != 0 {
+				t.Fatalf("ended relays hold %d buffers", n)
+			}
+		})
+	}
+}
+
+// TestRelayWaitsWithoutBuffer checks the opposite case the test above
+// cannot tell apart from a lucky moment: while both directions of a flow
+// wait, the count is zero throughout, sampled over a while.
+func TestRelayWaitsWithoutBuffer(t *testing.T) {
+	start(t, "tcp4", "127.0.0.1:0", modeSplice, Options{})
+	start(t, "tcp4", "127.0.0.1:0", modeGv, Options{})
+	for range 50 {
+		if n := buffersOut.Load(); n != 0 {
+			t.Fatalf("a waiting flow holds %d buffers", n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func openFDs(tb testing.TB) int {
+	tb.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		tb.Fatalf("counting descriptors: %v", err)
+	}
+	return len(ents)
+}
+
+// TestRelayIdleHoldsNoPipes checks that relaying between two kernel
+// sockets adds no descriptor of its own to an idle flow: io.Copy's
+// splice(2) would hold two pipes (4 descriptors) per flow while it waits.
+// Not parallel: the descriptor table is process-wide.
+func TestRelayIdleHoldsNoPipes(t *testing.T) {
+	const flows = 8
+	hs := make([]*harness, flows)
+	for i := range hs {
+		hs[i] = start(t, "tcp4", "127.0.0.1:0", modeSplice, Options{})
+	}
+	time.Sleep(20 * time.Millisecond)
+	before := openFDs(t)
+	buf := make([]byte, 64<<10)
+	for _, h := range hs {
+		for _, pair := range [][2]*net.TCPConn{{h.client, h.server}, {h.server, h.client}} {
+			if _, err := pair[0].Write(buf); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(pair[1], buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	if after := openFDs(t); after > before {
+		t.Fatalf("%d idle flows that moved bytes hold %d more descriptors than before, want none", flows, after-before)
+	}
+}
