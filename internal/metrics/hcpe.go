@@ -30,7 +30,7 @@ type HCPE struct {
 	PoolHits      prometheus.Counter     // flows that took a warm connection
 	PoolMisses    prometheus.Counter     // flows that dialled because the pool was empty
 	PoolRefills   prometheus.Counter     // connections the pool opened
-	PoolDiscarded *prometheus.CounterVec // reason: dead, uplink_down, aged, shutdown
+	PoolDiscarded *prometheus.CounterVec // reason: dead, uplink_down, aged, hag_unreachable, shutdown
 }
 
 // NewHCPE registers hcpe's collectors on a fresh registry.
@@ -104,7 +104,7 @@ func NewHCPE() *HCPE {
 			Name: "hcpe_pool_refills_total", Help: "Warm connections the pool opened.",
 		}),
 		PoolDiscarded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hcpe_pool_discarded_total", Help: "Warm connections closed unused, by reason (dead, uplink_down, aged, shutdown).",
+			Name: "hcpe_pool_discarded_total", Help: "Warm connections closed unused, by reason (dead, uplink_down, aged, hag_unreachable, shutdown).",
 		}, []string{"reason"}),
 	}
 	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.FlowSetup, m.ConvertErrors, m.UplinkBytes, m.Subflows,
