@@ -49,6 +49,7 @@ type options struct {
 	DownAt    time.Duration // when in it
 	CPU       time.Duration // each unshaped transfer
 	TTFBRuns  int
+	FCTRuns   int    // downloads of each size per system (figure 8)
 	IdleFlows string // ascending counts held open at once (figure 5)
 	Pairs     string // profile pairs of figure 1
 	Seed      uint64
@@ -94,6 +95,7 @@ func main() {
 	flag.DurationVar(&o.Handover, "handover", 14*time.Second, "duration of the handover download (figure 3)")
 	flag.DurationVar(&o.DownAt, "down-at", 4*time.Second, "when DSL goes down in the handover download")
 	flag.DurationVar(&o.CPU, "cpu", 8*time.Second, "duration of each unshaped transfer (figures 4 and 6)")
+	flag.IntVar(&o.FCTRuns, "fct-runs", 30, "downloads of each size per system (figure 8)")
 	flag.IntVar(&o.TTFBRuns, "ttfb-runs", 200, "small exchanges per system (figure 2)")
 	flag.StringVar(&o.IdleFlows, "idle-flows", "1000,10000", "idle flows held open, ascending; each count is measured in turn (figure 5)")
 	flag.StringVar(&o.Pairs, "pairs", "equal-rtt,default,lte-80ms", "profile pairs of figure 1 (comma-separated)")

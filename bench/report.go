@@ -62,6 +62,7 @@ type Report struct {
 	Checks     []Check       `json:"checks"`
 	Efficiency []EffRow      `json:"efficiency"`
 	TTFB       []TTFBRow     `json:"ttfb"`
+	FCT        []FCTRow      `json:"fct"`
 	Handover   []HandoverRow `json:"handover"`
 	CPU        []CPURow      `json:"cpu"`
 	OneCore    []CPURow      `json:"one_core,omitempty"` // figure 8, fig_onecore_linux.go
@@ -452,6 +453,8 @@ func (r *Report) markdown() string {
 		}
 	}
 	w("\nOne RTT is the DSL RTT of the default profile (15 ms), the path every system's first subflow takes. Runs are sequential on the default profile pair; p99 of 200 is the 198th value.\n\n")
+
+	renderFCT(&b, r.FCT)
 
 	w("\n## 3. Handover: DSL set down during a download\n\n")
 	t = newTable(&b, "system", "DSL down at s", "before Mbit/s", "longest gap ms", "(longest gap before)", "time back to LTE's rate ms", "after (last 5 s) Mbit/s", "LTE util after")

@@ -277,6 +277,9 @@ func (b *bench) phase(ctx context.Context, name string) {
 	if want(o.Figures, "2") && ctx.Err() == nil && b.fits("figure 2 "+name, time.Duration(o.TTFBRuns)*100*time.Millisecond) {
 		b.ttfbFigure(ctx, s)
 	}
+	if want(o.Figures, "8") && ctx.Err() == nil && b.fits("figure 8 "+name, time.Duration(o.FCTRuns)*6*time.Second) {
+		b.fctFigure(ctx, s)
+	}
 	if want(o.Figures, "3") && ctx.Err() == nil && b.fits("figure 3 "+name, o.Handover+5*time.Second) {
 		b.handover(ctx, s)
 	}

@@ -59,6 +59,21 @@ type CPEStatus struct {
 	FirstUplink string       `json:"first_uplink"`
 	Uplinks     []UplinkInfo `json:"uplinks"`
 	Totals      CPETotals    `json:"totals"`
+	Pool        PoolInfo     `json:"pool"`
+}
+
+// PoolInfo is hcpe's warm pool of connections to hag.
+type PoolInfo struct {
+	Enabled   bool    `json:"enabled"` // pool.ceiling > 0
+	Ready     int     `json:"ready"`   // warm connections now
+	Target    int     `json:"target"`  // what the arrival rate asks for
+	Floor     int     `json:"floor"`
+	Ceiling   int     `json:"ceiling"`
+	FlowRate  float64 `json:"flow_rate"` // new flows per second over pool.window
+	Hits      uint64  `json:"hits"`
+	Misses    uint64  `json:"misses"`
+	Refills   uint64  `json:"refills"`
+	Discarded uint64  `json:"discarded"`
 }
 
 // HAGPeer is the hag an hcpe talks to, from its config.

@@ -160,6 +160,12 @@ func RenderCPEStatus(w io.Writer, s *CPEStatus, now time.Time) error {
 	fmt.Fprintf(tw, "up:\t%s (since %s)\n", Age(now.Sub(s.Started)), s.Started.UTC().Format(time.RFC3339))
 	t := s.Totals
 	fmt.Fprintf(tw, "flows:\t%d active, %d converted, %d refused, %d MPTCP fallbacks\n", t.FlowsActive, t.FlowsOK, t.FlowsFailed, t.Fallbacks)
+	if p := s.Pool; p.Enabled {
+		fmt.Fprintf(tw, "warm pool:\t%d ready of %d wanted (%d..%d, %.1f flows/s); %d hits, %d misses, %d refills, %d discarded\n",
+			p.Ready, p.Target, p.Floor, p.Ceiling, p.FlowRate, p.Hits, p.Misses, p.Refills, p.Discarded)
+	} else {
+		fmt.Fprintf(tw, "warm pool:\toff\n")
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -31,6 +31,11 @@ func DefaultHCPE() *HCPE {
 			// Normal LTE-over-DSL RTT gaps (20-60 ms) do not trip it.
 			RTTGuard: 150 * time.Millisecond, RTTGuardHysteresis: 50 * time.Millisecond,
 		},
+		// Two warm connections cover a page load's first connections; 16
+		// covers a burst without holding many idle sockets at hag. max_idle
+		// stays well under hag's pool_idle so hcpe replaces a connection
+		// before hag closes it.
+		Pool:  Pool{Floor: 2, Ceiling: 16, Window: 10 * time.Second, MaxIdle: 30 * time.Second},
 		Admin: Listen{Listen: "/run/hcpe/admin.sock"},
 	}
 }
@@ -55,6 +60,8 @@ func DefaultHAG() *HAG {
 			NewFlowsPerSecond:  500,
 			NewFlowsBurst:      1000,
 			ConvertReadTimeout: 5 * time.Second,
+			PoolIdle:           60 * time.Second,
+			PoolPerCPE:         64,
 			DialTimeout:        10 * time.Second,
 			IdleTimeout:        2 * time.Hour,
 			CookieMaxSkew:      2 * time.Minute,

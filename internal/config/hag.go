@@ -80,12 +80,19 @@ type HAGLimits struct {
 	NewFlowsPerSecond  float64       `yaml:"new_flows_per_second"` // per CPE
 	NewFlowsBurst      int           `yaml:"new_flows_burst"`
 	ConvertReadTimeout time.Duration `yaml:"convert_read_timeout"`
-	DialTimeout        time.Duration `yaml:"dial_timeout"`
-	IdleTimeout        time.Duration `yaml:"idle_timeout"`
-	CookieMaxSkew      time.Duration `yaml:"cookie_max_skew"`
-	NotSentLowat       int           `yaml:"notsent_lowat"` // bytes; bounds what piles up per flow
-	ResourceBackoff    time.Duration `yaml:"resource_backoff"`
-	ShutdownGrace      time.Duration `yaml:"shutdown_grace"`
+	// PoolIdle is how long an established connection may wait for its
+	// first byte: hcpe's warm pool opens connections before it has a flow
+	// for them. Such connections count per peer address against
+	// PoolPerCPE, not against HandshakesInFlight: the MPTCP handshake has
+	// proved the source, and waiting costs hag one socket each.
+	PoolIdle        time.Duration `yaml:"pool_idle"`
+	PoolPerCPE      int           `yaml:"pool_per_cpe"`
+	DialTimeout     time.Duration `yaml:"dial_timeout"`
+	IdleTimeout     time.Duration `yaml:"idle_timeout"`
+	CookieMaxSkew   time.Duration `yaml:"cookie_max_skew"`
+	NotSentLowat    int           `yaml:"notsent_lowat"` // bytes; bounds what piles up per flow
+	ResourceBackoff time.Duration `yaml:"resource_backoff"`
+	ShutdownGrace   time.Duration `yaml:"shutdown_grace"`
 }
 
 // File is the path the config was loaded from.
@@ -191,6 +198,8 @@ func (c *HAG) validate(ps *problems) {
 	ps.positive("limits.new_flows_burst", int64(l.NewFlowsBurst))
 	ps.positive("limits.convert_read_timeout", int64(l.ConvertReadTimeout))
 	ps.positive("limits.dial_timeout", int64(l.DialTimeout))
+	ps.positive("limits.pool_idle", int64(l.PoolIdle))
+	ps.positive("limits.pool_per_cpe", int64(l.PoolPerCPE))
 	if l.IdleTimeout < 0 {
 		ps.add("limits.idle_timeout", "must not be negative (0 disables it)")
 	}

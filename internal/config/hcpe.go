@@ -24,6 +24,7 @@ type HCPE struct {
 	Bypass  Bypass   `yaml:"bypass"`
 	Limits  CPELimit `yaml:"limits"`
 	Policy  Policy   `yaml:"policy"`
+	Pool    Pool     `yaml:"pool"`
 	Metrics Listen   `yaml:"metrics"`
 	Admin   Listen   `yaml:"admin"`
 
@@ -115,6 +116,17 @@ type CPELimit struct {
 	HandshakesPerHost  int           `yaml:"handshakes_per_host"`
 	Flows              int           `yaml:"flows"`
 	IdleTimeout        time.Duration `yaml:"idle_timeout"`
+}
+
+// Pool sizes the warm pool: MPTCP connections to hag that are established
+// (and joined on the other uplinks) before a LAN flow needs one, so a flow
+// spends no round trip on hcpe's handshake. The size follows the recent
+// flow arrival rate between Floor and Ceiling; Ceiling 0 disables the pool.
+type Pool struct {
+	Floor   int           `yaml:"floor"`
+	Ceiling int           `yaml:"ceiling"`
+	Window  time.Duration `yaml:"window"`   // how far back arrivals count
+	MaxIdle time.Duration `yaml:"max_idle"` // a pooled connection older than this is replaced; keep it below hag's limits.pool_idle
 }
 
 // Policy tunes how uplink roles are enforced (internal/policy).
@@ -265,6 +277,11 @@ func (c *HCPE) validate(ps *problems) {
 	if pol.RTTGuard < 0 || pol.RTTGuardHysteresis < 0 || pol.RTTGuardHysteresis > pol.RTTGuard {
 		ps.add("policy.rtt_guard_hysteresis", "need 0 <= rtt_guard_hysteresis (%v) <= rtt_guard (%v)", pol.RTTGuardHysteresis, pol.RTTGuard)
 	}
+	if c.Pool.Floor < 0 || c.Pool.Ceiling < c.Pool.Floor || c.Pool.Ceiling > 1024 {
+		ps.add("pool", "need 0 <= floor (%d) <= ceiling (%d) <= 1024", c.Pool.Floor, c.Pool.Ceiling)
+	}
+	ps.positive("pool.window", int64(c.Pool.Window))
+	ps.positive("pool.max_idle", int64(c.Pool.MaxIdle))
 	ps.listen("metrics.listen", c.Metrics.Listen)
 	ps.listen("admin.listen", c.Admin.Listen)
 }

@@ -203,6 +203,18 @@ func (a *cpeAdmin) Status(context.Context) (any, error) {
 	}
 	fb, _ := ms.Value("hcpe_mptcp_fallbacks_total")
 	t.Fallbacks = uint64(fb)
+	if c.pool != nil {
+		pi := &s.Pool
+		pi.Enabled, pi.Floor, pi.Ceiling = true, c.cfg.Pool.Floor, c.cfg.Pool.Ceiling
+		pi.Ready, pi.Target, pi.FlowRate = c.pool.size()
+		for name, dst := range map[string]*uint64{"hcpe_pool_hits_total": &pi.Hits, "hcpe_pool_misses_total": &pi.Misses, "hcpe_pool_refills_total": &pi.Refills} {
+			v, _ := ms.Value(name)
+			*dst = uint64(v)
+		}
+		for _, n := range ms.By("hcpe_pool_discarded_total", "reason") {
+			pi.Discarded += n
+		}
+	}
 	for dir, n := range ms.By("hcpe_uplink_bytes_total", "direction") {
 		if dir == "down" {
 			t.BytesDown = n

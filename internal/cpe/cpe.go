@@ -20,6 +20,7 @@ type CPE struct {
 	m      *metrics.HCPE
 	ups    *uplinks
 	health *health
+	pool   *warmPool // nil when pool.ceiling is 0
 
 	reloadMu sync.Mutex // guards what a reload changes
 	steer    *tun.Steering

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -82,19 +83,27 @@ func (c *CPE) dial(ctx context.Context, id netstack.FlowID) (netstack.Upstream, 
 		return fail("internal", netstack.RejectReset, fmt.Errorf("encoding Connect: %w", err))
 	}
 	timeout := c.cfg.HAG.ConnectTimeout
+	// A warm connection saves the handshake's round trip. If it turns out
+	// dead after all (hag closed it between the check and the write, or it
+	// never answers), the flow dials afresh as if the pool were empty; an
+	// answer from hag, a refusal included, is final.
+	if w, ok := c.pool.take(); ok {
+		err := c.exchange(ctx, w.conn, first, timeout)
+		var re *convert.RemoteError
+		if err == nil || errors.As(err, &re) {
+			f.uplink = w.uplink
+			return c.converted(f, w.conn, w.uplink, w.hag, err, id, start, log, fail)
+		}
+		w.conn.SetLinger(0)
+		w.conn.Close()
+		c.m.PoolDiscarded.WithLabelValues("dead").Inc()
+		log.Info("warm connection failed before hag answered; dialling afresh", "uplink", w.uplink, "err", err)
+	}
 	var synData []byte
 	if c.cfg.HAG.FastOpen {
 		synData = first
 	}
 	a, err := c.connect(ctx, hag, attempt{uplink: uplink, local: local}, synData, timeout)
-	conn := a.conn
-	if err == nil && !a.sent {
-		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
-		if _, err = conn.Write(first); err != nil {
-			conn.Close()
-		}
-		_ = conn.SetWriteDeadline(time.Time{})
-	}
 	if err != nil {
 		if errors.Is(err, mptcp.ErrMPTCPUnavailable) {
 			return fail("mptcp_unavailable", netstack.RejectHostUnreachable, err)
@@ -107,14 +116,39 @@ func (c *CPE) dial(ctx context.Context, id netstack.FlowID) (netstack.Upstream, 
 		uplink = a.uplink
 		f.uplink = uplink
 	}
+	var msg1 []byte
+	if !a.sent {
+		msg1 = first
+	}
+	err = c.exchange(ctx, a.conn, msg1, timeout)
+	return c.converted(f, a.conn, uplink, hag, err, id, start, log, fail)
+}
+
+// exchange writes the Convert message (nil when it went in the SYN) and
+// reads hag's reply, bounded by timeout and ctx. On error conn is left
+// open for the caller to close.
+func (c *CPE) exchange(ctx context.Context, conn *net.TCPConn, msg []byte, timeout time.Duration) error {
+	if msg != nil {
+		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
+		_, err := conn.Write(msg)
+		_ = conn.SetWriteDeadline(time.Time{})
+		if err != nil {
+			return fmt.Errorf("writing the Convert message: %w", err)
+		}
+	}
 	// A cancelled ctx (shutdown, netstack's dial timeout) must end the wait
 	// for the reply too.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
 	_ = conn.SetReadDeadline(time.Now().Add(timeout))
 	var buf [convert.MaxMsgLen]byte
-	_, err = convert.ReadReply(conn, buf[:])
+	_, err := convert.ReadReply(conn, buf[:])
 	stop()
 	_ = conn.SetReadDeadline(time.Time{})
+	return err
+}
+
+// converted finishes dial once hag answered (err nil) or failed.
+func (c *CPE) converted(f *flow, conn *net.TCPConn, uplink string, hag netip.AddrPort, err error, id netstack.FlowID, start time.Time, log *slog.Logger, fail func(string, netstack.Reject, error) (netstack.Upstream, error)) (netstack.Upstream, error) {
 	if err != nil {
 		conn.SetLinger(0) // the RFC: the client resets on any error
 		conn.Close()

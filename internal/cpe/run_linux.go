@@ -62,6 +62,16 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 	go func() { defer wg.Done(); c.health.run(hctx) }()
 	defer stopHealth()
 
+	// The pool dials over the uplinks and asks health which are alive, so
+	// it stops (closing every warm connection) before either does.
+	c.pool = newWarmPool(c)
+	if c.pool != nil {
+		poolCtx, stopPool := context.WithCancel(context.Background())
+		wg.Add(1)
+		go func() { defer wg.Done(); c.pool.run(poolCtx) }()
+		defer stopPool()
+	}
+
 	dev, err := tun.Open(c.cfg.TUN.Name, c.cfg.TUN.MTU)
 	if err != nil {
 		return fmt.Errorf("opening TUN %s: %w", c.cfg.TUN.Name, err)

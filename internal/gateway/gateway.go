@@ -44,6 +44,7 @@ type Gateway struct {
 	doneBytes [2]int64 // to_server, to_client of finished flows
 	own       map[netip.Addr]bool
 	reg       registry // flows and CPEs for the admin API (admin.go)
+	pool      poolGate // hcpe's warm connections before their first byte (pool.go)
 
 	ready chan struct{} // closed once the listeners are up
 	addrs []net.Addr
@@ -297,6 +298,9 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	id := g.flowSeq.Add(1)
 	peer := addrPortOf(conn.RemoteAddr())
 	log := g.log.With("flow", id, "peer", peer.String())
+	if !g.awaitFirstByte(ctx, conn, peer, log) {
+		return
+	}
 
 	g.m.HandshakesInFlight.Inc()
 	n := g.handshakes.Add(1)

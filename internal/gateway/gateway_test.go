@@ -114,6 +114,8 @@ limits:
   flows_per_cpe: 8
   handshakes_in_flight: 2000
   convert_read_timeout: 2s
+  pool_idle: 2s
+  pool_per_cpe: 16
   dial_timeout: 1s
   shutdown_grace: 1s
 metrics: {listen: "127.0.0.1:9102"}
@@ -483,7 +485,9 @@ func TestHAG(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("well-behaved flow completed in %v during the flood", time.Since(okStart))
-		// The first silent one is closed at the 2 s deadline.
+		// Silent connections are what hcpe's warm pool opens: up to
+		// pool_per_cpe of them wait, the rest are closed at once, and the
+		// first is closed at the 2 s pool_idle.
 		_ = idle[0].SetReadDeadline(time.Now().Add(10 * time.Second))
 		_, err := idle[0].Read(make([]byte, 1))
 		waited := time.Since(start)
@@ -506,7 +510,7 @@ func TestHAG(t *testing.T) {
 		for _, want := range []string{
 			`hag_flows_total{result="ok"}`, `hag_convert_errors_total{code="not_authorized"}`, `hag_convert_errors_total{code="connection_reset"}`,
 			`hag_limit_hits_total{limit="flows_per_cpe"} 1`, `hag_relay_bytes_total{direction="to_client"}`, `hag_dial_duration_seconds_bucket`,
-			`hag_flows_total{result="no_request"}`,
+			`hag_pool_ends_total{reason="idle"}`, `hag_limit_hits_total{limit="pool_per_cpe"}`,
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("metrics lack %s", want)

@@ -15,6 +15,8 @@ type HAG struct {
 	LimitHits          *prometheus.CounterVec // limit: flows_total, flows_per_cpe, handshakes, new_flows_rate
 	HandshakesInFlight prometheus.Gauge
 	FlowEnds           *prometheus.CounterVec // reason: eof, reset, idle, shutdown, error
+	PoolWaiting        prometheus.Gauge       // hcpe's warm connections before their first byte
+	PoolEnds           *prometheus.CounterVec // reason: closed, idle, error
 }
 
 // NewHAG registers hag's collectors on a fresh registry. bytes reports the
@@ -51,6 +53,12 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 		FlowEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hag_flow_ends_total", Help: "Relayed flows that ended, by reason.",
 		}, []string{"reason"}),
+		PoolWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hag_pool_waiting", Help: "Established connections (hcpe's warm pool) waiting for their first byte.",
+		}),
+		PoolEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hag_pool_ends_total", Help: "Warm-pool connections that ended before their first byte, by reason (closed, idle, error).",
+		}, []string{"reason"}),
 	}
 	for _, dir := range []string{"to_server", "to_client"} {
 		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -58,6 +66,7 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 		}, func() float64 { return bytes(dir) }))
 	}
 	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.ConvertErrors, m.DialDuration,
-		m.MPTCPFallbacks, m.Subflows, m.LimitHits, m.HandshakesInFlight, m.FlowEnds)
+		m.MPTCPFallbacks, m.Subflows, m.LimitHits, m.HandshakesInFlight, m.FlowEnds,
+		m.PoolWaiting, m.PoolEnds)
 	return m
 }

@@ -24,6 +24,13 @@ type HCPE struct {
 	UplinkStateSeconds *prometheus.CounterVec // uplink, state
 	OverflowActive     *prometheus.GaugeVec   // uplink; 1 while an overflow uplink carries data because the primaries are saturated
 	FlowRaces          *prometheus.CounterVec // uplink (the winner); first subflow raced onto another uplink
+
+	PoolSize      prometheus.Gauge       // warm connections ready now
+	PoolTarget    prometheus.Gauge       // what the sizer wants
+	PoolHits      prometheus.Counter     // flows that took a warm connection
+	PoolMisses    prometheus.Counter     // flows that dialled because the pool was empty
+	PoolRefills   prometheus.Counter     // connections the pool opened
+	PoolDiscarded *prometheus.CounterVec // reason: dead, uplink_down, aged, hag_unreachable, shutdown
 }
 
 // NewHCPE registers hcpe's collectors on a fresh registry.
@@ -81,9 +88,28 @@ func NewHCPE() *HCPE {
 		FlowRaces: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hcpe_flow_setup_races_total", Help: "New flows whose handshake with hag was raced onto another uplink because the policy's choice did not answer in time, by the uplink that won.",
 		}, []string{"uplink"}),
+		PoolSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hcpe_pool_connections", Help: "Warm MPTCP connections to hag ready for a new flow.",
+		}),
+		PoolTarget: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hcpe_pool_target_connections", Help: "Warm connections the pool aims for, from the recent flow arrival rate.",
+		}),
+		PoolHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hcpe_pool_hits_total", Help: "New flows that took a warm connection.",
+		}),
+		PoolMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hcpe_pool_misses_total", Help: "New flows that found the pool empty and dialled hag.",
+		}),
+		PoolRefills: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hcpe_pool_refills_total", Help: "Warm connections the pool opened.",
+		}),
+		PoolDiscarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hcpe_pool_discarded_total", Help: "Warm connections closed unused, by reason (dead, uplink_down, aged, hag_unreachable, shutdown).",
+		}, []string{"reason"}),
 	}
 	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.FlowSetup, m.ConvertErrors, m.UplinkBytes, m.Subflows,
 		m.Fallbacks, m.NetstackDrops, m.UplinkUp, m.UplinkBackup, m.UplinkRTT, m.UplinkLoss, m.FlowEnds,
-		m.UplinkStateChanges, m.UplinkStateSeconds, m.OverflowActive, m.FlowRaces)
+		m.UplinkStateChanges, m.UplinkStateSeconds, m.OverflowActive, m.FlowRaces,
+		m.PoolSize, m.PoolTarget, m.PoolHits, m.PoolMisses, m.PoolRefills, m.PoolDiscarded)
 	return m
 }

@@ -1,0 +1,14 @@
+//go:build !linux
+
+package mptcp
+
+import (
+	"errors"
+	"net"
+)
+
+// Quiet needs Linux; elsewhere no connection is fit to be pooled.
+func Quiet(*net.TCPConn) bool { return false }
+
+// WaitReadable needs Linux.
+func WaitReadable(*net.TCPConn) error { return errors.ErrUnsupported }
