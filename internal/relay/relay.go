@@ -190,7 +190,7 @@ type flow struct {
 // relay down at once (ReasonCanceled).
 //
 // Shutdown order: the first ending (error, reset, idle, half-close timeout,
-// cancel) marks the flow done and then closes or aborts both conns, which
+// cancel) marks the flow done and then aborts both conns (RST), which
 // unblocks both copy goroutines; errors they see after that are the
 // teardown's own and are not recorded. Relay waits for both goroutines,
 // then closes both conns once more for the clean EOF path.
@@ -269,7 +269,7 @@ func (f *flow) supervise(ctx context.Context, ended <-chan struct{}) {
 			return
 		}
 		idleC = nil
-		f.finish(ReasonIdle, SideNone, nil, false)
+		f.finish(ReasonIdle, SideNone, nil)
 	}
 
 	for running > 0 {
@@ -286,10 +286,10 @@ func (f *flow) supervise(ctx context.Context, ended <-chan struct{}) {
 			}
 		case <-done:
 			done = nil
-			f.finish(ReasonCanceled, SideNone, context.Cause(ctx), false)
+			f.finish(ReasonCanceled, SideNone, context.Cause(ctx))
 		case <-halfC:
 			halfC = nil
-			f.finish(ReasonHalfCloseTimeout, SideNone, nil, false)
+			f.finish(ReasonHalfCloseTimeout, SideNone, nil)
 		case g := <-f.acks:
 			if g == gen && gen != 0 {
 				if acked++; acked >= running && idleC != nil {
@@ -423,7 +423,7 @@ func (f *flow) fail(d *direction, side Side, err error) {
 	if f.isReset(err) {
 		r = ReasonReset
 	}
-	f.finish(r, side, fmt.Errorf("relay %s: %w", d.name, err), true)
+	f.finish(r, side, fmt.Errorf("relay %s: %w", d.name, err))
 }
 
 func (f *flow) isReset(err error) bool {
@@ -434,10 +434,13 @@ func (f *flow) isReset(err error) bool {
 	return f.opts.IsReset != nil && f.opts.IsReset(err)
 }
 
-// finish records the first ending and tears both sides down. Which side
-// failed is ambiguous under splice, so both are aborted: aborting the side
-// that already reset costs nothing.
-func (f *flow) finish(r Reason, side Side, err error, abort bool) {
+// finish records the first ending and aborts both sides. Every ending that
+// reaches finish cuts at least one direction short (only the clean EOF path
+// bypasses it), and a FIN would tell the peer that the stream is complete:
+// a cancel at shutdown, an idle or half-close timeout and a failure all end
+// with a RST on both sides. Which side failed is ambiguous under splice, so
+// both are aborted: aborting the side that already reset costs nothing.
+func (f *flow) finish(r Reason, side Side, err error) {
 	f.mu.Lock()
 	if f.done.Load() {
 		f.mu.Unlock()
@@ -452,13 +455,8 @@ func (f *flow) finish(r Reason, side Side, err error, abort bool) {
 		f.err = err
 	}
 	f.mu.Unlock()
-	if abort {
-		abortConn(f.a)
-		abortConn(f.b)
-		return
-	}
-	f.a.Close()
-	f.b.Close()
+	abortConn(f.a)
+	abortConn(f.b)
 }
 
 func abortConn(c Conn) {
