@@ -200,6 +200,12 @@ func Relay(ctx context.Context, a, b Conn, opts Options) Result {
 		ctr = new(Counters)
 	}
 	f := &flow{a: a, b: b, opts: opts, start: time.Now(), acks: make(chan uint64, 2)}
+	// Until both directions have ended cleanly, a close of either socket
+	// must be a RST, including the one the kernel does when the process is
+	// killed: a FIN from a dead relay would present the cut stream as
+	// complete. The clean path restores the normal close below.
+	setLinger(a, 0)
+	setLinger(b, 0)
 	dirs := [2]direction{
 		{src: a, dst: b, srcSide: SideA, dstSide: SideB, n: &ctr.AtoB, name: "a->b"},
 		{src: b, dst: a, srcSide: SideB, dstSide: SideA, n: &ctr.BtoA, name: "b->a"},
@@ -213,6 +219,12 @@ func Relay(ctx context.Context, a, b Conn, opts Options) Result {
 	}
 	f.supervise(ctx, ended)
 
+	if !f.done.Load() {
+		// Both directions ended with a FIN each way: close normally, so
+		// that what is still queued is delivered before the socket goes.
+		setLinger(a, -1)
+		setLinger(b, -1)
+	}
 	a.Close()
 	b.Close()
 
@@ -457,6 +469,15 @@ func (f *flow) finish(r Reason, side Side, err error) {
 	f.mu.Unlock()
 	abortConn(f.a)
 	abortConn(f.b)
+}
+
+// setLinger sets SO_LINGER on a conn that has it (*net.TCPConn, or a
+// wrapper that exposes the method); sec 0 makes close send a RST, -1
+// restores the normal close.
+func setLinger(c Conn, sec int) {
+	if l, ok := c.(interface{ SetLinger(int) error }); ok {
+		_ = l.SetLinger(sec)
+	}
 }
 
 func abortConn(c Conn) {

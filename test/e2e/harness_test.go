@@ -208,13 +208,21 @@ func (s *system) metric(t *testing.T, ns *netlab.NS, port int, name string, frag
 	return v
 }
 
+// tryMetric sums the samples of name whose line contains every fragment. A
+// family missing from the exposition is an error, not 0: a renamed metric
+// must fail a test that waits for it to reach 0. A family present with no
+// matching sample is 0 (a label set not observed yet).
 func (s *system) tryMetric(ns *netlab.NS, port int, name string, fragments ...string) (float64, error) {
 	out, err := ns.Output("bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3", port))
 	if err != nil {
 		return 0, fmt.Errorf("scraping metrics: %w", err)
 	}
 	var sum float64
+	family := false
 	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "# TYPE "+name+" ") {
+			family = true
+		}
 		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
 		}
@@ -229,6 +237,9 @@ func (s *system) tryMetric(ns *netlab.NS, port int, name string, fragments ...st
 		if _, err := fmt.Sscanf(line[strings.LastIndexByte(line, ' ')+1:], "%g", &v); err == nil {
 			sum += v
 		}
+	}
+	if !family {
+		return 0, fmt.Errorf("metric %s is not in the exposition on port %d", name, port)
 	}
 	return sum, nil
 }
