@@ -208,6 +208,21 @@ func (s *system) metric(t *testing.T, ns *netlab.NS, port int, name string, frag
 	return v
 }
 
+// scrapeLatency measures, in this run, how long one scrape of hcpe's
+// metrics takes (the slowest of three), for bounds on waits that poll them.
+func (s *system) scrapeLatency(t *testing.T) time.Duration {
+	t.Helper()
+	var worst time.Duration
+	for range 3 {
+		t0 := time.Now()
+		if _, err := s.tryMetric(s.lab.CPE, 9101, "hcpe_uplink_up"); err != nil {
+			t.Fatal(err)
+		}
+		worst = max(worst, time.Since(t0))
+	}
+	return worst
+}
+
 // tryMetric sums the samples of name whose line contains every fragment. A
 // family missing from the exposition is an error, not 0: a renamed metric
 // must fail a test that waits for it to reach 0. A family present with no
