@@ -232,6 +232,17 @@ func (s *system) tryMetric(ns *netlab.NS, port int, name string, fragments ...st
 	if err != nil {
 		return 0, fmt.Errorf("scraping metrics: %w", err)
 	}
+	v, err := sumMetric(out, name, fragments...)
+	if err != nil {
+		return 0, fmt.Errorf("scraping port %d: %w", port, err)
+	}
+	return v, nil
+}
+
+// sumMetric is tryMetric's parser: the sum of name's samples in a text
+// exposition whose line contains every fragment; an error when the family
+// is not in the exposition at all.
+func sumMetric(out, name string, fragments ...string) (float64, error) {
 	var sum float64
 	family := false
 	for _, line := range strings.Split(out, "\n") {
@@ -254,7 +265,7 @@ func (s *system) tryMetric(ns *netlab.NS, port int, name string, fragments ...st
 		}
 	}
 	if !family {
-		return 0, fmt.Errorf("metric %s is not in the exposition on port %d", name, port)
+		return 0, fmt.Errorf("metric %s is not in the exposition", name)
 	}
 	return sum, nil
 }
