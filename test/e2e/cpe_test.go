@@ -201,6 +201,33 @@ func TestCPE(t *testing.T) {
 		if _, err := s.upload(s.ctx(t, 10*time.Second), netip.AddrPortFrom(server6, 8080), 1000, 13); err != nil {
 			t.Fatalf("new connection after the refused reload: %v", err)
 		}
+
+		// docs: `hcpe reload` applies a file "as SIGHUP does". A valid
+		// changed file on SIGHUP: the new bypass port is steered and
+		// leaves on DSL, as 9443 did after `hcpe reload`.
+		netlab.ServeTCP(t, s.lab.SRV, "[::]:9444", func(c net.Conn) { fmt.Fprint(c, netlab.PeerOf(c).Addr().Unmap()) })
+		os.WriteFile(s.cpeConfig, []byte(strings.Replace(next, `ports: ["8443", "9443"]`, `ports: ["8443", "9443", "9444"]`, 1)), 0o600)
+		s.cpe.cmd.Process.Signal(syscall.SIGHUP)
+		waitFor(t, "the SIGHUP reload to steer port 9444", 5*time.Second, func() bool {
+			out, _ := s.lab.CPE.Output("ip", "rule", "show", "proto", "104")
+			return strings.Contains(out, "dport 9444")
+		})
+		c, err := s.dial(s.ctx(t, 10*time.Second), netip.AddrPortFrom(server4, 9444))
+		if err != nil {
+			t.Fatalf("connecting to port 9444: %v", err)
+		}
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if got := string(b); got != netlab.CPEDSL4 {
+			t.Errorf("after SIGHUP, a new flow to port 9444 seen from %q, want the CPE's DSL address %s (bypassed)", got, netlab.CPEDSL4)
+		}
+		// And back to the example on SIGHUP, for the subtests that follow.
+		os.WriteFile(s.cpeConfig, orig, 0o600)
+		s.cpe.cmd.Process.Signal(syscall.SIGHUP)
+		waitFor(t, "the SIGHUP reload to drop the added bypass ports", 5*time.Second, func() bool {
+			out, _ := s.lab.CPE.Output("ip", "rule", "show", "proto", "104")
+			return !strings.Contains(out, "dport 9443") && !strings.Contains(out, "dport 9444")
+		})
 	})
 
 	t.Run("ClientPortReusedAfterServerClosed", func(t *testing.T) {
