@@ -1,14 +1,19 @@
 package cpe
 
 import (
+	"errors"
+	"io"
+	"net"
 	"net/netip"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
 	"hybridgw/internal/config"
 	"hybridgw/internal/convert"
 	"hybridgw/internal/netstack"
+	"hybridgw/internal/relay"
 )
 
 func TestRejectFor(t *testing.T) {
@@ -88,5 +93,53 @@ func TestRaceDelay(t *testing.T) {
 		if got := raceDelay(tc.rtt); got != tc.want {
 			t.Errorf("raceDelay(%v) = %v, want %v", tc.rtt, got, tc.want)
 		}
+	}
+}
+
+// TestFinalPollAbort: the wrapper hides *net.TCPConn from the relay's type
+// switch, so without its Abort a reset from the LAN side would reach hag as
+// a FIN. Abort then Close must send a RST and still poll the counters once.
+func TestFinalPollAbort(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		abort   bool
+		wantRST bool
+	}{
+		{"close sends FIN", false, false},
+		{"abort sends RST", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			c, err := net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			peer, err := ln.AcceptTCP()
+			if err != nil {
+				c.Close()
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			polls := 0
+			p := &finalPoll{TCPConn: c, poll: func() { polls++ }}
+			var _ relay.Aborter = p
+			if tc.abort {
+				p.Abort()
+			}
+			p.Close()
+			p.Close()
+			if polls != 1 {
+				t.Errorf("polled %d times, want 1", polls)
+			}
+			_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = peer.Read(make([]byte, 1))
+			if got := errors.Is(err, syscall.ECONNRESET); got != tc.wantRST || (!tc.wantRST && err != io.EOF) {
+				t.Errorf("peer read: %v; want reset %v", err, tc.wantRST)
+			}
+		})
 	}
 }

@@ -93,8 +93,8 @@ func (g *Gateway) bytes(dir string) float64 {
 // Run serves until ctx is cancelled.
 //
 // Shutdown order: stop accepting (close listeners); let relayed flows run
-// for limits.shutdown_grace; cancel the rest (their relays reset nothing:
-// a cancelled relay closes both sides); wait for every handler; remove the
+// for limits.shutdown_grace; cancel the rest (a cancelled relay resets both
+// sides, so neither takes the cut stream for complete); wait for every handler; remove the
 // transparent-socket routing; stop the metrics server.
 func (g *Gateway) Run(ctx context.Context) error {
 	if err := mptcp.EnsureFastOpenServer(); err != nil {

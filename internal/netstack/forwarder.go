@@ -229,7 +229,7 @@ func (f *forwarder) handle(r *tcp.ForwarderRequest) {
 	if f.closing {
 		f.mu.Unlock()
 		lan.Abort()
-		_ = up.Close()
+		abortUpstream(up)
 		return
 	}
 	f.active[fl] = struct{}{}
@@ -311,11 +311,25 @@ func (f *forwarder) abortAll() {
 	f.mu.Unlock()
 	for _, fl := range flows {
 		fl.lan.Abort()
-		_ = fl.up.Close()
+		abortUpstream(fl.up)
 	}
 	for _, ep := range f.gs.RegisteredEndpoints() {
 		ep.Abort()
 	}
+}
+
+// abortUpstream closes up with a reset where it can: a flow cut at shutdown
+// must not reach the server as a FIN, which would present the LAN host's
+// truncated upload as complete. A TCP socket (or a wrapper that exposes
+// SetLinger, as hcpe's does) resets with SO_LINGER 0 on close.
+func abortUpstream(up Upstream) {
+	switch u := up.(type) {
+	case interface{ Abort() }:
+		u.Abort()
+	case interface{ SetLinger(int) error }:
+		_ = u.SetLinger(0)
+	}
+	_ = up.Close()
 }
 
 // toAddr converts a gVisor address; tcpip.Address.As16 panics on a 4-byte

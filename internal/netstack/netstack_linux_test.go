@@ -599,3 +599,101 @@ func TestStopAccepting(t *testing.T) {
 		t.Fatalf("stats %+v, want DropStopped > 0 and one active flow", st)
 	}
 }
+
+// TestConnAbort checks the two ways a handler can end the LAN side: Close
+// delivers what was written and then a FIN, Abort sends a RST so that the
+// LAN host cannot take a cut stream for a complete one.
+func TestConnAbort(t *testing.T) {
+	const size = 4 << 20 // more than the send buffer: some is still queued at the end
+	for _, tc := range []struct {
+		name  string
+		abort bool
+	}{
+		{"close", false},
+		{"abort", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLab(t, func(*netlab.NS) netstack.Config {
+				return netstack.Config{
+					Dial: func(context.Context, netstack.FlowID) (netstack.Upstream, error) {
+						a, b := net.Pipe()
+						t.Cleanup(func() { b.Close() })
+						return a, nil
+					},
+					Handle: func(_ context.Context, lan *netstack.Conn, _ netstack.Upstream) {
+						// Write without waiting for the reader; gVisor
+						// queues what the window does not take yet.
+						_ = lan.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+						_, _ = lan.Write(make([]byte, size))
+						if tc.abort {
+							lan.Abort()
+							return
+						}
+						_ = lan.SetWriteDeadline(time.Time{})
+						_ = lan.Close()
+					},
+				}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := l.dial(ctx, netip.Addr{}, dst4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			// Read only after the handler has ended the connection.
+			time.Sleep(500 * time.Millisecond)
+			n, err := io.Copy(io.Discard, c)
+			if tc.abort {
+				if !errors.Is(err, syscall.ECONNRESET) {
+					t.Fatalf("after Abort: read %d bytes, then %v; want ECONNRESET", n, err)
+				}
+				return
+			}
+			if err != nil || n == 0 {
+				t.Fatalf("after Close: read %d bytes, then %v; want the bytes written and EOF", n, err)
+			}
+		})
+	}
+}
+
+// TestCloseResetsUpstream: a flow still open when the Stack closes is reset
+// on the upstream side too, so the server does not read a FIN and take the
+// LAN host's cut upload as complete.
+func TestCloseResetsUpstream(t *testing.T) {
+	var target atomic.Value
+	handled := make(chan struct{})
+	var l *lab
+	l = newLab(t, func(ns *netlab.NS) netstack.Config {
+		return netstack.Config{
+			Dial: upstreamTo(ns, &target, nil),
+			Handle: func(ctx context.Context, lan *netstack.Conn, up netstack.Upstream) {
+				close(handled)
+				<-ctx.Done() // a relay that is still running at shutdown
+			},
+		}
+	})
+	ln := l.listen(t, "127.0.0.1:0")
+	target.Store(ln.Addr().String())
+	serverErr := make(chan error, 1)
+	serve(ln, func(c *net.TCPConn) {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := io.Copy(io.Discard, c)
+		serverErr <- err
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := l.dial(ctx, netip.Addr{}, dst4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	<-handled
+	if err := l.stack.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-serverErr; !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("server read after Stack.Close: %v, want ECONNRESET (nil is a FIN)", err)
+	}
+}

@@ -208,7 +208,7 @@ type flow struct {
 // relay down at once (ReasonCanceled).
 //
 // Shutdown order: the first ending (error, reset, idle, half-close timeout,
-// cancel) marks the flow done and then closes or aborts both conns, which
+// cancel) marks the flow done and then aborts both conns (RST), which
 // unblocks both copy goroutines; errors they see after that are the
 // teardown's own and are not recorded. Relay waits for both goroutines,
 // then closes both conns once more for the clean EOF path.
@@ -218,6 +218,12 @@ func Relay(ctx context.Context, a, b Conn, opts Options) Result {
 		ctr = new(Counters)
 	}
 	f := &flow{a: a, b: b, opts: opts, start: time.Now(), acks: make(chan uint64, 2)}
+	// Until both directions have ended cleanly, a close of either socket
+	// must be a RST, including the one the kernel does when the process is
+	// killed: a FIN from a dead relay would present the cut stream as
+	// complete. The clean path restores the normal close below.
+	setLinger(a, 0)
+	setLinger(b, 0)
 	dirs := [2]direction{
 		{src: a, dst: b, srcSide: SideA, dstSide: SideB, n: &ctr.AtoB, name: "a->b"},
 		{src: b, dst: a, srcSide: SideB, dstSide: SideA, n: &ctr.BtoA, name: "b->a"},
@@ -231,6 +237,12 @@ func Relay(ctx context.Context, a, b Conn, opts Options) Result {
 	}
 	f.supervise(ctx, ended)
 
+	if !f.done.Load() {
+		// Both directions ended with a FIN each way: close normally, so
+		// that what is still queued is delivered before the socket goes.
+		setLinger(a, -1)
+		setLinger(b, -1)
+	}
 	a.Close()
 	b.Close()
 
@@ -284,7 +296,7 @@ func (f *flow) supervise(ctx context.Context, ended <-chan struct{}) {
 			return
 		}
 		idleC = nil
-		f.finish(ReasonIdle, SideNone, nil, false)
+		f.finish(ReasonIdle, SideNone, nil)
 	}
 
 	for running > 0 {
@@ -301,10 +313,10 @@ func (f *flow) supervise(ctx context.Context, ended <-chan struct{}) {
 			}
 		case <-done:
 			done = nil
-			f.finish(ReasonCanceled, SideNone, context.Cause(ctx), false)
+			f.finish(ReasonCanceled, SideNone, context.Cause(ctx))
 		case <-halfC:
 			halfC = nil
-			f.finish(ReasonHalfCloseTimeout, SideNone, nil, false)
+			f.finish(ReasonHalfCloseTimeout, SideNone, nil)
 		case g := <-f.acks:
 			if g == gen && gen != 0 {
 				if acked++; acked >= running && idleC != nil {
@@ -435,7 +447,7 @@ func (f *flow) fail(d *direction, side Side, err error) {
 	if f.isReset(err) {
 		r = ReasonReset
 	}
-	f.finish(r, side, fmt.Errorf("relay %s: %w", d.name, err), true)
+	f.finish(r, side, fmt.Errorf("relay %s: %w", d.name, err))
 }
 
 func (f *flow) isReset(err error) bool {
@@ -446,10 +458,13 @@ func (f *flow) isReset(err error) bool {
 	return f.opts.IsReset != nil && f.opts.IsReset(err)
 }
 
-// finish records the first ending and tears both sides down. Both are
-// aborted: aborting the side that already reset costs nothing, and a FIN
-// would present a truncated stream as complete.
-func (f *flow) finish(r Reason, side Side, err error, abort bool) {
+// finish records the first ending and aborts both sides. Every ending that
+// reaches finish cuts at least one direction short (only the clean EOF path
+// bypasses it), and a FIN would tell the peer that the stream is complete:
+// a cancel at shutdown, an idle or half-close timeout and a failure all end
+// with a RST on both sides. Aborting the side that already reset costs
+// nothing, so both are aborted without working out which one failed.
+func (f *flow) finish(r Reason, side Side, err error) {
 	f.mu.Lock()
 	if f.done.Load() {
 		f.mu.Unlock()
@@ -464,13 +479,17 @@ func (f *flow) finish(r Reason, side Side, err error, abort bool) {
 		f.err = err
 	}
 	f.mu.Unlock()
-	if abort {
-		abortConn(f.a)
-		abortConn(f.b)
-		return
+	abortConn(f.a)
+	abortConn(f.b)
+}
+
+// setLinger sets SO_LINGER on a conn that has it (*net.TCPConn, or a
+// wrapper that exposes the method); sec 0 makes close send a RST, -1
+// restores the normal close.
+func setLinger(c Conn, sec int) {
+	if l, ok := c.(interface{ SetLinger(int) error }); ok {
+		_ = l.SetLinger(sec)
 	}
-	f.a.Close()
-	f.b.Close()
 }
 
 func abortConn(c Conn) {

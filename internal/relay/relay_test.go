@@ -329,10 +329,10 @@ func TestRelayIdleTimeout(t *testing.T) {
 			if r.End != ReasonIdle || r.First != SideNone || r.Err != nil {
 				t.Errorf("end %v first %v err %v, want idle none nil", r.End, r.First, r.Err)
 			}
-			h.client.SetReadDeadline(time.Now().Add(time.Second))
-			if _, err := h.client.Read(make([]byte, 1)); err != io.EOF {
-				t.Errorf("client read after idle close: %v, want EOF", err)
-			}
+			// The relay cannot know that the stream is complete; a FIN
+			// would say it is.
+			assertReset(t, "client", h.client)
+			assertReset(t, "server", h.server)
 		})
 		// A trickle far below one splice chunk must count as progress.
 		t.Run("trickle keeps flow alive", func(t *testing.T) {
@@ -379,42 +379,30 @@ func TestRelayHalfCloseTimeout(t *testing.T) {
 		if r.End != ReasonHalfCloseTimeout || r.First != SideA {
 			t.Errorf("end %v first %v, want half_close_timeout a", r.End, r.First)
 		}
+		// b->a never ended: the client must not read a FIN for it.
+		assertReset(t, "client", h.client)
 	})
 }
 
 func TestRelayCancel(t *testing.T) {
+	// Prompt means well under the half second a stopping daemon may spend
+	// on all its flows; on a shared machine one try can stall, so a slow
+	// return is retried as internal/netlab's fidelity tests do, while a
+	// wrong result fails at once.
+	const prompt = 500 * time.Millisecond
 	each(t, []mode{modeSplice, modeUser}, func(t *testing.T, network, addr string, m mode) {
 		before := runtime.NumGoroutine()
-		func() {
-			h := start(t, network, addr, m, Options{})
-			// Keep the relay busy with a writer the client never drains,
-			// so one direction is blocked writing when the cancel lands.
-			var wg sync.WaitGroup
-			defer wg.Wait()
-			wg.Go(func() {
-				buf := make([]byte, 64<<10)
-				for {
-					if _, err := h.server.Write(buf); err != nil {
-						return
-					}
-				}
-			})
-			time.Sleep(100 * time.Millisecond)
-			t0 := time.Now()
-			h.cancel()
-			r := h.wait(t, 2*time.Second)
-			if el := time.Since(t0); el > 500*time.Millisecond {
-				t.Errorf("Relay returned %v after cancel", el)
+		var took []time.Duration
+		for try := 0; try < 3; try++ {
+			el := cancelOnce(t, network, addr, m)
+			took = append(took, el)
+			if t.Failed() || el <= prompt {
+				break
 			}
-			if r.End != ReasonCanceled || !errors.Is(r.Err, context.Canceled) {
-				t.Errorf("end %v err %v, want canceled", r.End, r.Err)
-			}
-			if r.BtoA == 0 {
-				t.Errorf("no bytes relayed before cancel")
-			}
-			h.client.Close()
-			h.server.Close()
-		}()
+		}
+		if el := took[len(took)-1]; el > prompt {
+			t.Errorf("Relay returned %v after cancel in every try, want under %v", took, prompt)
+		}
 		deadline := time.Now().Add(2 * time.Second)
 		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
@@ -424,6 +412,40 @@ func TestRelayCancel(t *testing.T) {
 			t.Errorf("goroutines: %d before, %d after\n%s", before, n, buf[:runtime.Stack(buf, true)])
 		}
 	})
+}
+
+// cancelOnce cancels a relay that is blocked writing to a client that never
+// reads, checks how it ended, and returns how long Relay took to return.
+func cancelOnce(t *testing.T, network, addr string, m mode) time.Duration {
+	h := start(t, network, addr, m, Options{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := h.server.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	time.Sleep(100 * time.Millisecond)
+	t0 := time.Now()
+	h.cancel()
+	r := h.wait(t, 5*time.Second)
+	el := time.Since(t0)
+	if r.End != ReasonCanceled || !errors.Is(r.Err, context.Canceled) {
+		t.Errorf("end %v err %v, want canceled", r.End, r.Err)
+	}
+	if r.BtoA == 0 {
+		t.Errorf("no bytes relayed before cancel")
+	}
+	// A cancel (hag or hcpe stopping) cuts the download: the client must
+	// see a reset, never a clean EOF. (The server's writer consumes its
+	// own reset as a write error.)
+	assertReset(t, "client", h.client)
+	h.client.Close()
+	h.server.Close()
+	return el
 }
 
 func TestRelayLiveCounters(t *testing.T) {
@@ -486,5 +508,16 @@ func BenchmarkRelayLoopback(b *testing.B) {
 			h.server.CloseWrite()
 			h.wait(b, 5*time.Second)
 		})
+	}
+}
+
+// assertReset drains c and fails unless the stream ends in a reset: a clean
+// EOF would present a cut stream as complete.
+func assertReset(tb testing.TB, name string, c *net.TCPConn) {
+	tb.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := io.Copy(io.Discard, c)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		tb.Errorf("%s read to end: %v, want ECONNRESET (nil means a clean EOF)", name, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -200,6 +201,33 @@ func TestCPE(t *testing.T) {
 		if _, err := s.upload(s.ctx(t, 10*time.Second), netip.AddrPortFrom(server6, 8080), 1000, 13); err != nil {
 			t.Fatalf("new connection after the refused reload: %v", err)
 		}
+
+		// docs: `hcpe reload` applies a file "as SIGHUP does". A valid
+		// changed file on SIGHUP: the new bypass port is steered and
+		// leaves on DSL, as 9443 did after `hcpe reload`.
+		netlab.ServeTCP(t, s.lab.SRV, "[::]:9444", func(c net.Conn) { fmt.Fprint(c, netlab.PeerOf(c).Addr().Unmap()) })
+		os.WriteFile(s.cpeConfig, []byte(strings.Replace(next, `ports: ["8443", "9443"]`, `ports: ["8443", "9443", "9444"]`, 1)), 0o600)
+		s.cpe.cmd.Process.Signal(syscall.SIGHUP)
+		waitFor(t, "the SIGHUP reload to steer port 9444", 5*time.Second, func() bool {
+			out, _ := s.lab.CPE.Output("ip", "rule", "show", "proto", "104")
+			return strings.Contains(out, "dport 9444")
+		})
+		c, err := s.dial(s.ctx(t, 10*time.Second), netip.AddrPortFrom(server4, 9444))
+		if err != nil {
+			t.Fatalf("connecting to port 9444: %v", err)
+		}
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if got := string(b); got != netlab.CPEDSL4 {
+			t.Errorf("after SIGHUP, a new flow to port 9444 seen from %q, want the CPE's DSL address %s (bypassed)", got, netlab.CPEDSL4)
+		}
+		// And back to the example on SIGHUP, for the subtests that follow.
+		os.WriteFile(s.cpeConfig, orig, 0o600)
+		s.cpe.cmd.Process.Signal(syscall.SIGHUP)
+		waitFor(t, "the SIGHUP reload to drop the added bypass ports", 5*time.Second, func() bool {
+			out, _ := s.lab.CPE.Output("ip", "rule", "show", "proto", "104")
+			return !strings.Contains(out, "dport 9443") && !strings.Contains(out, "dport 9444")
+		})
 	})
 
 	t.Run("ClientPortReusedAfterServerClosed", func(t *testing.T) {
@@ -283,6 +311,12 @@ func TestCPE(t *testing.T) {
 		if len(ours()) == 0 {
 			t.Fatal("hcpe is running but nothing of it shows: the check cannot tell")
 		}
+		// The address the server sees for the LAN host's IPv4 through hag
+		// (egress ipv4: share), to tell a native path from a converted one.
+		viaHAG, err := s.upload(s.ctx(t, 10*time.Second), netip.AddrPortFrom(server4, 8080), 1000, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
 		// Killed: the kernel removes the TUN, the rules stay until the next run.
 		if err := s.cpe.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -291,6 +325,29 @@ func TestCPE(t *testing.T) {
 		s.cpe.exited <- nil // stopped: its cleanup has nothing left to do
 		left := ours()
 		t.Logf("after SIGKILL, left for the next run to clean: %d items", len(left))
+		// docs/cpe-guide.md: the TUN goes with the process; the rules,
+		// their tables and the endpoints stay for the next start.
+		var kinds []string
+		for _, item := range left {
+			kind, _, _ := strings.Cut(item, " ")
+			kinds = append(kinds, strings.TrimSuffix(kind, ":"))
+		}
+		if slices.Contains(kinds, "tun") {
+			t.Errorf("the TUN outlived a SIGKILLed hcpe:\n%s", strings.Join(left, "\n"))
+		}
+		if !slices.Contains(kinds, "rule") {
+			t.Errorf("no steering rule left after SIGKILL, against what docs/cpe-guide.md says and the next start cleans:\n%s", strings.Join(left, "\n"))
+		}
+		// docs/cpe-guide.md: "LAN TCP is routed natively" after SIGKILL.
+		var native string
+		waitFor(t, "LAN TCP routed natively after SIGKILL", 10*time.Second, func() bool {
+			native, err = s.upload(s.ctx(t, 3*time.Second), netip.AddrPortFrom(server4, 8080), 1000, 3)
+			return err == nil
+		})
+		if host(native) == host(viaHAG) {
+			t.Errorf("after SIGKILL the server saw the LAN host as %s, as through hag; want the native path", native)
+		}
+		t.Logf("server saw the LAN host as %s through hag, %s natively after SIGKILL", viaHAG, native)
 		s.startCPE(t)
 		if _, err := s.upload(s.ctx(t, 10*time.Second), netip.AddrPortFrom(server6, 8080), 1000, 1); err != nil {
 			t.Fatalf("after restart: %v", err)
@@ -300,4 +357,12 @@ func TestCPE(t *testing.T) {
 			t.Errorf("after a clean stop, hcpe left:\n%s", strings.Join(left, "\n"))
 		}
 	})
+}
+
+// host is the address part of "addr:port" as the test servers report it.
+func host(ap string) string {
+	if p, err := netip.ParseAddrPort(ap); err == nil {
+		return p.Addr().String()
+	}
+	return ap
 }

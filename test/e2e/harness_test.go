@@ -208,13 +208,47 @@ func (s *system) metric(t *testing.T, ns *netlab.NS, port int, name string, frag
 	return v
 }
 
+// scrapeLatency measures, in this run, how long one scrape of hcpe's
+// metrics takes (the slowest of three), for bounds on waits that poll them.
+func (s *system) scrapeLatency(t *testing.T) time.Duration {
+	t.Helper()
+	var worst time.Duration
+	for range 3 {
+		t0 := time.Now()
+		if _, err := s.tryMetric(s.lab.CPE, 9101, "hcpe_uplink_up"); err != nil {
+			t.Fatal(err)
+		}
+		worst = max(worst, time.Since(t0))
+	}
+	return worst
+}
+
+// tryMetric sums the samples of name whose line contains every fragment. A
+// family missing from the exposition is an error, not 0: a renamed metric
+// must fail a test that waits for it to reach 0. A family present with no
+// matching sample is 0 (a label set not observed yet).
 func (s *system) tryMetric(ns *netlab.NS, port int, name string, fragments ...string) (float64, error) {
 	out, err := ns.Output("bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3", port))
 	if err != nil {
 		return 0, fmt.Errorf("scraping metrics: %w", err)
 	}
+	v, err := sumMetric(out, name, fragments...)
+	if err != nil {
+		return 0, fmt.Errorf("scraping port %d: %w", port, err)
+	}
+	return v, nil
+}
+
+// sumMetric is tryMetric's parser: the sum of name's samples in a text
+// exposition whose line contains every fragment; an error when the family
+// is not in the exposition at all.
+func sumMetric(out, name string, fragments ...string) (float64, error) {
 	var sum float64
+	family := false
 	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "# TYPE "+name+" ") {
+			family = true
+		}
 		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
 		}
@@ -229,6 +263,9 @@ func (s *system) tryMetric(ns *netlab.NS, port int, name string, fragments ...st
 		if _, err := fmt.Sscanf(line[strings.LastIndexByte(line, ' ')+1:], "%g", &v); err == nil {
 			sum += v
 		}
+	}
+	if !family {
+		return 0, fmt.Errorf("metric %s is not in the exposition", name)
 	}
 	return sum, nil
 }

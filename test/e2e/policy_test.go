@@ -170,10 +170,14 @@ func TestPolicy(t *testing.T) {
 		if len(failed) > 0 {
 			t.Errorf("connections failed:\n%s", strings.Join(failed, "\n"))
 		}
-		// The goal: under 1 s. A flow that waited for the probes' verdict
-		// and a SYN retransmission over the dead link would take longer.
-		if results[slowest].setup > time.Second {
-			t.Errorf("slowest setup %v: a new connection waited on the dead uplink", results[slowest].setup)
+		// A flow that waited on the dead link needs at least one SYN
+		// retransmission, which Linux sends after its initial RTO of 1 s
+		// (TCP_TIMEOUT_INIT). The median setup of the same run is the
+		// baseline for what this machine's load adds to any connection.
+		const synRTO = time.Second
+		median := setups[len(setups)/2]
+		if bound := median + synRTO; results[slowest].setup >= bound {
+			t.Errorf("slowest setup %v, median %v: a new connection waited on the dead uplink (bound %v)", results[slowest].setup, median, bound)
 		}
 		s.lab.DSL.SetDown(false)
 		waitFor(t, "hcpe to see DSL alive again", 5*time.Second, func() bool {
