@@ -51,11 +51,12 @@ func SetSysctls(want []Sysctl) ([]Changed, error) {
 }
 
 // ReadExt returns the kernel's MPTcpExt counters of the calling thread's
-// network namespace (/proc/net/netstat, the MIB that nstat shows as
-// MPTcpExt*), keyed without the prefix: "Blackhole",
-// "MPCapableSYNTXDisabled", ...
+// network namespace (/proc/thread-self/net/netstat: /proc/net follows the
+// thread-group leader, not a thread moved into another namespace), the
+// MIB that nstat shows as MPTcpExt*, keyed without the prefix:
+// "Blackhole", "MPCapableSYNTXDisabled", ...
 func ReadExt() (map[string]uint64, error) {
-	b, err := os.ReadFile("/proc/net/netstat")
+	b, err := os.ReadFile("/proc/thread-self/net/netstat")
 	if err != nil {
 		return nil, fmt.Errorf("reading /proc/net/netstat: %w", err)
 	}
