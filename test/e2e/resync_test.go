@@ -69,6 +69,9 @@ func TestResync(t *testing.T) {
 		return err == nil && v >= 2
 	})
 
+	mid := ext()
+	t.Logf("after the outage: MPTcpExt Blackhole %d, MPCapableSYNTXDisabled %d", mid["Blackhole"], mid["MPCapableSYNTXDisabled"])
+
 	// Flows opened afterwards: long downloads, looked at through `hcpe
 	// flows` while they run.
 	ctx, cancel := context.WithCancel(context.Background())
