@@ -50,6 +50,7 @@ talk to it over its control socket.
   hglab status [--json]
   hglab set dsl down                     # the link drops everything
   hglab set dsl up                       # ... until brought back
+  hglab set dsl flap 2.5s 30s            # down 2.5 s every 30 s (a resync)
   hglab set lte down-rate 10mbit delay 30ms loss 2%
   hglab set lte rtt 80ms jitter 0s
   hglab down                             # stop the lab, remove what remains
@@ -226,7 +227,8 @@ func newSet(g *globals) *cobra.Command {
 		Example: `  hglab set dsl down
   hglab set dsl up
   hglab set lte down-rate 10mbit delay 30ms loss 0.02
-  hglab set dsl up-rate 2mbit queue-delay 200ms`,
+  hglab set dsl up-rate 2mbit queue-delay 200ms
+  hglab set dsl flap 2.5s 30s`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)

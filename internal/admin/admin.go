@@ -155,6 +155,10 @@ type CPEFlow struct {
 	ToClient int64  `json:"to_client"`
 	Uplink   string `json:"uplink"` // of the initial subflow
 	MPTCP    bool   `json:"mptcp"`  // false: fell back to plain TCP
+	// Fallback says why a plain-TCP flow is plain: stripped (a middlebox
+	// removed MP_CAPABLE), syn_retries (the kernel retried the SYN without
+	// it), blackhole (the kernel's blackhole detection disabled it).
+	Fallback string `json:"fallback,omitempty"`
 	// Subflows is empty once the connection closes or when it fell back.
 	Subflows []Subflow `json:"subflows"`
 }

@@ -263,7 +263,11 @@ func RenderCPEFlows(w io.Writer, fs []CPEFlow) error {
 	for _, f := range fs {
 		up := f.Uplink
 		if !f.MPTCP {
-			up += " (tcp)"
+			if f.Fallback != "" {
+				up += " (tcp: " + f.Fallback + ")"
+			} else {
+				up += " (tcp)"
+			}
 		}
 		row(tw, fmt.Sprint(f.ID), f.Source.String(), f.Destination.String(), Age(time.Duration(f.AgeMs)*time.Millisecond),
 			Bytes(uint64(max(0, f.ToServer))), Bytes(uint64(max(0, f.ToClient))), up, "", "")

@@ -137,15 +137,17 @@ func TestFormats(t *testing.T) {
 func TestRenderCPEFlows(t *testing.T) {
 	var b bytes.Buffer
 	fl := sampleCPEFlows()
-	fl.Flows = append(fl.Flows, CPEFlow{ID: 9, Source: ap("192.0.2.12:1"), Destination: ap("203.0.113.1:2"), Uplink: "lte", AgeMs: 3_600_000})
+	fl.Flows = append(fl.Flows, CPEFlow{ID: 9, Source: ap("192.0.2.12:1"), Destination: ap("203.0.113.1:2"), Uplink: "lte", AgeMs: 3_600_000},
+		CPEFlow{ID: 10, Source: ap("192.0.2.13:1"), Destination: ap("203.0.113.1:2"), Uplink: "dsl", Fallback: "stripped", AgeMs: 1000})
 	if err := RenderCPEFlows(&b, fl.Flows); err != nil {
 		t.Fatal(err)
 	}
-	want := `ID  SOURCE                DESTINATION          AGE    TO SERVER  TO CLIENT  UPLINK     RTT     BACKUP
+	want := `ID  SOURCE                DESTINATION          AGE    TO SERVER  TO CLIENT  UPLINK               RTT     BACKUP
 7   192.0.2.10:40212      203.0.113.10:8081    4.1s   16 B       12.0 MiB   dsl
-      198.51.100.6:39211  198.51.100.100:5124         8 B        6.0 MiB    lte        41.2ms  yes
+      198.51.100.6:39211  198.51.100.100:5124         8 B        6.0 MiB    lte                  41.2ms  yes
 9   192.0.2.12:1          203.0.113.1:2        1h00m  0 B        0 B        lte (tcp)
-2 flows
+10  192.0.2.13:1          203.0.113.1:2        1.0s   0 B        0 B        dsl (tcp: stripped)
+3 flows
 `
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)

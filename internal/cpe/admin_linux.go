@@ -243,7 +243,7 @@ func (a *cpeAdmin) Flows(context.Context) (any, error) {
 	for _, f := range flows {
 		af := admin.CPEFlow{
 			ID: f.id, Source: f.lan.Src, Destination: f.lan.Dst, Started: f.start, AgeMs: now.Sub(f.start).Milliseconds(),
-			ToServer: f.ctr.AtoB.Load(), ToClient: f.ctr.BtoA.Load(), Uplink: f.uplink, MPTCP: f.mptcp,
+			ToServer: f.ctr.AtoB.Load(), ToClient: f.ctr.BtoA.Load(), Uplink: f.uplink, MPTCP: f.mptcp, Fallback: f.fallback,
 			Subflows: []admin.Subflow{},
 		}
 		if f.mptcp {

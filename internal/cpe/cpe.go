@@ -31,6 +31,11 @@ type CPE struct {
 	mu      sync.Mutex
 	flows   map[*flow]struct{}
 	ready   chan struct{}
+
+	// Owned by the poll goroutine (pollExt) except extSeen, which
+	// classifies fallbacks.
+	extErrLogged, blackholeLogged bool
+	extSeen                       atomic.Uint64 // MPTcpExtMPCapableSYNTXDisabled at the last poll
 }
 
 // New checks what the config alone cannot tell and starts nothing.

@@ -24,8 +24,10 @@ type flow struct {
 	up     *net.TCPConn
 	uplink string // of the initial subflow
 	mptcp  bool
-	start  time.Time
-	ctr    relay.Counters
+	// fallback is why a plain-TCP flow is plain (fallbackReason).
+	fallback string
+	start    time.Time
+	ctr      relay.Counters
 
 	mu   sync.Mutex
 	last map[subflowKey][2]uint64 // bytes acked (up), received (down) at the last poll
@@ -163,8 +165,9 @@ func (c *CPE) converted(f *flow, conn *net.TCPConn, uplink string, hag netip.Add
 	f.up = conn
 	f.mptcp, _ = mptcp.Check(conn)
 	if !f.mptcp {
-		c.m.Fallbacks.Inc()
-		log.Warn("connection to hag fell back to plain TCP", "uplink", uplink)
+		f.fallback = c.fallbackReason(conn)
+		c.m.Fallbacks.WithLabelValues(uplink, f.fallback).Inc()
+		log.Warn("connection to hag fell back to plain TCP", "uplink", uplink, "reason", f.fallback)
 	}
 	c.m.Flows.WithLabelValues("ok").Inc()
 	c.m.FlowSetup.WithLabelValues("ok").Observe(time.Since(start).Seconds())

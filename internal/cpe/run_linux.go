@@ -33,6 +33,9 @@ const shutdownGrace = 5 * time.Second
 // what is left); remove steering; remove uplink rules, routes and
 // endpoints; stop the metrics server.
 func (c *CPE) Run(ctx context.Context) (err error) {
+	if err := c.ownSysctls(); err != nil {
+		return err
+	}
 	p, err := pm.Open()
 	if err != nil {
 		return fmt.Errorf("opening the MPTCP path manager (is net.mptcp.enabled=1?): %w", err)
@@ -148,6 +151,7 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 				open := len(c.flows)
 				c.mu.Unlock()
 				trimmer.Observe(open)
+				c.pollExt()
 				s := st.Stats()
 				c.m.NetstackDrops.WithLabelValues("handshakes").Add(float64(s.DropInFlight - last.DropInFlight))
 				c.m.NetstackDrops.WithLabelValues("handshakes_per_host").Add(float64(s.DropPerHost - last.DropPerHost))

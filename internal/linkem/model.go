@@ -48,6 +48,7 @@ type Model struct {
 	txFree      time.Time // when the link will have sent everything admitted
 	lastRelease time.Time // latest release time handed out, for in-order delivery
 	geBad       bool      // Gilbert-Elliott state
+	flapFrom    time.Time // start of the first outage of the flap schedule
 }
 
 // NewModel returns a model of an idle link with profile p. Invalid values
@@ -79,6 +80,9 @@ func (m *Model) apply(p Profile) {
 	p.Burst = max(p.Burst, 0)
 	p.Delay = max(p.Delay, 0)
 	p.Jitter = max(p.Jitter, 0)
+	if p.Flap != m.p.Flap || p.Flap.Every == 0 {
+		m.flapFrom = p.Flap.From
+	}
 	m.p = p
 	m.queueLimit = p.QueueLimit()
 	m.burst = 0
@@ -90,6 +94,19 @@ func (m *Model) apply(p Profile) {
 	}
 }
 
+// flapping reports whether the flap schedule has the link down at now.
+func (m *Model) flapping(now time.Time) bool {
+	f := m.p.Flap
+	if f.Every <= 0 {
+		return false
+	}
+	if m.flapFrom.IsZero() {
+		m.flapFrom = now
+	}
+	since := now.Sub(m.flapFrom)
+	return since >= 0 && since%f.Every < f.Down
+}
+
 // txTime is how long size bytes take to serialise at the rate.
 func (m *Model) txTime(size int) time.Duration {
 	return time.Duration(int64(size) * 8 * int64(time.Second) / m.p.RateBps)
@@ -98,7 +115,7 @@ func (m *Model) txTime(size int) time.Duration {
 // Enqueue offers a packet of size bytes arriving at now. For Forward it
 // returns when the packet's last bit leaves the far end of the link.
 func (m *Model) Enqueue(now time.Time, size int) (time.Time, Verdict) {
-	if m.p.Down {
+	if m.p.Down || m.flapping(now) {
 		return time.Time{}, DropDown
 	}
 	dep := now

@@ -401,3 +401,54 @@ func TestProfileValidate(t *testing.T) {
 		t.Errorf("valid profile rejected: %v", err)
 	}
 }
+
+func TestModelFlap(t *testing.T) {
+	tests := []struct {
+		name        string
+		down, every time.Duration
+		gap         time.Duration
+		n           int
+		wantDown    int
+	}{
+		// 10 ms packets over 3 s: 0.5 s down at 0, 1 and 2 s (150 of 300).
+		{"half second every second", 500 * time.Millisecond, time.Second, 10 * time.Millisecond, 300, 150},
+		{"2.5 s every 30 s", 2500 * time.Millisecond, 30 * time.Second, 100 * time.Millisecond, 600, 50},
+		{"off", 0, 0, 10 * time.Millisecond, 100, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				m := NewModel(Profile{Flap: Flap{Down: tt.down, Every: tt.every}})
+				start := time.Now().Add(tt.gap) // the first packet anchors the schedule
+				ds := sim(t, m, tt.n, 100, tt.gap, nil)
+				if got := count(ds, DropDown); got != tt.wantDown {
+					t.Errorf("dropped %d of %d packets as down, want %d", got, tt.n, tt.wantDown)
+				}
+				for _, d := range ds {
+					inOutage := tt.every > 0 && d.sent.Sub(start)%tt.every < tt.down
+					if (d.verdict == DropDown) != inOutage {
+						t.Fatalf("packet %d at +%v: %v, want down=%v", d.seq, d.sent.Sub(start), d.verdict, inOutage)
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestFlapValidate(t *testing.T) {
+	for _, tt := range []struct {
+		f  Flap
+		ok bool
+	}{
+		{Flap{}, true},
+		{Flap{Down: time.Second, Every: 10 * time.Second}, true},
+		{Flap{Down: time.Second}, false},
+		{Flap{Down: 10 * time.Second, Every: 10 * time.Second}, false},
+		{Flap{Every: 10 * time.Second}, false},
+		{Flap{Down: -time.Second, Every: 10 * time.Second}, false},
+	} {
+		if err := (Profile{Flap: tt.f}).Validate(); (err == nil) != tt.ok {
+			t.Errorf("%+v: err = %v, want ok=%v", tt.f, err, tt.ok)
+		}
+	}
+}

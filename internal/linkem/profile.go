@@ -35,6 +35,16 @@ type Loss struct {
 	LossGood float64 `yaml:"loss_good"`
 }
 
+// Flap takes a link down for Down out of every Every, as a DSL modem that
+// resyncs or a router that reboots does: the first outage starts at From
+// (zero: at the first packet offered after the profile was set), the next
+// Every later, and so on. Every = 0 means no flapping.
+type Flap struct {
+	Down  time.Duration `yaml:"down"`
+	Every time.Duration `yaml:"every"`
+	From  time.Time     `yaml:"-"`
+}
+
 // Profile is one direction of an emulated link.
 type Profile struct {
 	RateBps int64 `yaml:"rate_bps"` // 0 = unlimited
@@ -52,6 +62,7 @@ type Profile struct {
 	Reorder    bool          `yaml:"reorder"` // let jitter reorder packets
 	Loss       Loss          `yaml:"loss"`
 	Down       bool          `yaml:"down"`        // drop everything entering the link
+	Flap       Flap          `yaml:"flap"`        // down on a schedule (a line that resyncs)
 	StripMPTCP bool          `yaml:"strip_mptcp"` // NOP out TCP option 30 (RFC 8041 §3.1 middlebox)
 	Seed       int64         `yaml:"seed"`        // seeds loss and jitter; equal seeds give equal runs
 }
@@ -79,6 +90,9 @@ func (p Profile) Validate() error {
 	}
 	if p.Jitter < 0 {
 		bad("jitter", "negative (%v)", p.Jitter)
+	}
+	if f := p.Flap; f.Every < 0 || f.Down < 0 || (f.Every > 0 && (f.Down == 0 || f.Down >= f.Every)) || (f.Every == 0 && f.Down != 0) {
+		bad("flap", "down %v every %v: want 0 < down < every (or both 0)", f.Down, f.Every)
 	}
 	prob := func(field string, v float64) {
 		if !(v >= 0 && v <= 1) { // also rejects NaN

@@ -12,13 +12,13 @@ type HCPE struct {
 	ConvertErrors *prometheus.CounterVec   // code
 	UplinkBytes   *prometheus.CounterVec   // uplink, direction (up, down); from the kernel's subflow counters
 	Subflows      *prometheus.GaugeVec     // uplink; established subflows now
-	Fallbacks     prometheus.Counter
-	NetstackDrops *prometheus.CounterVec // reason: handshakes, handshakes_per_host, flows
-	UplinkUp      *prometheus.GaugeVec   // uplink; 1 when the probes say it is alive
-	UplinkBackup  *prometheus.GaugeVec   // uplink; 1 when its endpoint carries the backup flag
-	UplinkRTT     *prometheus.GaugeVec   // uplink; smoothed probe RTT
-	UplinkLoss    *prometheus.GaugeVec   // uplink; probe loss over the recent window
-	FlowEnds      *prometheus.CounterVec // reason
+	Fallbacks     *prometheus.CounterVec   // uplink, reason: stripped, syn_retries, blackhole
+	NetstackDrops *prometheus.CounterVec   // reason: handshakes, handshakes_per_host, flows
+	UplinkUp      *prometheus.GaugeVec     // uplink; 1 when the probes say it is alive
+	UplinkBackup  *prometheus.GaugeVec     // uplink; 1 when its endpoint carries the backup flag
+	UplinkRTT     *prometheus.GaugeVec     // uplink; smoothed probe RTT
+	UplinkLoss    *prometheus.GaugeVec     // uplink; probe loss over the recent window
+	FlowEnds      *prometheus.CounterVec   // reason
 
 	UplinkStateChanges *prometheus.CounterVec // uplink, state (the new one: active, backup, down)
 	UplinkStateSeconds *prometheus.CounterVec // uplink, state
@@ -31,6 +31,8 @@ type HCPE struct {
 	PoolMisses    prometheus.Counter     // flows that dialled because the pool was empty
 	PoolRefills   prometheus.Counter     // connections the pool opened
 	PoolDiscarded *prometheus.CounterVec // reason: dead, uplink_down, aged, hag_unreachable, shutdown
+	KernelBlackholes    prometheus.Gauge // MPTcpExtBlackhole, read from the kernel
+	KernelSYNTXDisabled prometheus.Gauge // MPTcpExtMPCapableSYNTXDisabled
 }
 
 // NewHCPE registers hcpe's collectors on a fresh registry.
@@ -55,9 +57,9 @@ func NewHCPE() *HCPE {
 		Subflows: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hcpe_uplink_subflows", Help: "Established MPTCP subflows, by uplink.",
 		}, []string{"uplink"}),
-		Fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "hcpe_mptcp_fallbacks_total", Help: "Connections to hag that fell back from MPTCP to plain TCP.",
-		}),
+		Fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hcpe_mptcp_fallbacks_total", Help: "Connections to hag that fell back from MPTCP to plain TCP, by uplink and reason (stripped, syn_retries, blackhole).",
+		}, []string{"uplink", "reason"}),
 		NetstackDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hcpe_netstack_drops_total", Help: "LAN SYNs dropped by a bound, by reason.",
 		}, []string{"reason"}),
@@ -106,8 +108,14 @@ func NewHCPE() *HCPE {
 		PoolDiscarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hcpe_pool_discarded_total", Help: "Warm connections closed unused, by reason (dead, uplink_down, aged, hag_unreachable, shutdown).",
 		}, []string{"reason"}),
+		KernelBlackholes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hcpe_mptcp_kernel_blackholes", Help: "The kernel's MPTcpExtBlackhole counter in hcpe's namespace: MPTCP blackholes it detected (0 while net.mptcp.blackhole_timeout = 0).",
+		}),
+		KernelSYNTXDisabled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hcpe_mptcp_kernel_syn_tx_disabled", Help: "The kernel's MPTcpExtMPCapableSYNTXDisabled counter in hcpe's namespace: SYNs sent without MP_CAPABLE because of a detected blackhole.",
+		}),
 	}
-	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.FlowSetup, m.ConvertErrors, m.UplinkBytes, m.Subflows,
+	m.Registry.MustRegister(m.KernelBlackholes, m.KernelSYNTXDisabled, m.FlowsActive, m.Flows, m.FlowSetup, m.ConvertErrors, m.UplinkBytes, m.Subflows,
 		m.Fallbacks, m.NetstackDrops, m.UplinkUp, m.UplinkBackup, m.UplinkRTT, m.UplinkLoss, m.FlowEnds,
 		m.UplinkStateChanges, m.UplinkStateSeconds, m.OverflowActive, m.FlowRaces,
 		m.PoolSize, m.PoolTarget, m.PoolHits, m.PoolMisses, m.PoolRefills, m.PoolDiscarded)

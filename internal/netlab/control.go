@@ -103,6 +103,9 @@ func DescribeProfile(p linkem.Profile) string {
 	if p.StripMPTCP {
 		b.WriteString(" strip-mptcp")
 	}
+	if p.Flap.Every > 0 {
+		fmt.Fprintf(&b, " flap %v/%v", p.Flap.Down, p.Flap.Every)
+	}
 	return b.String()
 }
 
@@ -129,6 +132,12 @@ func (l *Lab) Set(linkName string, words []string) error {
 	c, err := ApplySettings(cur, words)
 	if err != nil {
 		return fmt.Errorf("setting %s: %w", linkName, err)
+	}
+	// A new schedule starts now in both directions, so they go down
+	// together; an unchanged one keeps its phase.
+	if c.Profile.Up.Flap != cur.Up.Flap || c.Profile.Down.Flap != cur.Down.Flap {
+		now := time.Now()
+		c.Profile.Up.Flap.From, c.Profile.Down.Flap.From = now, now
 	}
 	k.Apply(c.Profile)
 	if c.SetDown != nil {

@@ -70,6 +70,17 @@ func (l *Link) Apply(lp LinkProfile) {
 	l.SetProfile(Downstream, lp.Down.Linkem())
 }
 
+// SetFlap takes the whole link down for down out of every every, the first
+// outage starting now, in both directions at once; every = 0 stops it.
+func (l *Link) SetFlap(down, every time.Duration) {
+	f := linkem.Flap{Down: down, Every: every, From: time.Now()}
+	for _, d := range []linkem.Dir{Upstream, Downstream} {
+		p := l.Profile(d)
+		p.Flap = f
+		l.SetProfile(d, p)
+	}
+}
+
 // New builds a lab for a test and tears it down at cleanup. It skips (or
 // fails under CI=true) without root, and a SIGINT or SIGTERM while the test
 // runs tears the lab down before the test binary exits.

@@ -300,3 +300,41 @@ func TestNativeSources(t *testing.T) {
 		}
 	}
 }
+
+// TestLinkFlap: a link set to flap drops what crosses it during each
+// outage and only then, in both directions at once, and stops when told.
+func TestLinkFlap(t *testing.T) {
+	lab := New(t, Options{})
+	ping(t, lab.CPE, lab.Plan.DSL.HAG4, "")
+	if err := lab.Set("dsl", []string{"flap", "500ms", "1s"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := DescribeProfile(lab.DSL.Profile(Upstream)); !strings.Contains(s, "flap 500ms/1s") {
+		t.Errorf("status does not show the flap: %q", s)
+	}
+	// 150 pings 20 ms apart span 3 s: three outages of half a second.
+	out, _ := lab.CPE.Output("ping", "-n", "-q", "-c", "150", "-i", "0.02", "-W", "1", HAGDSL4)
+	var sent, recv int
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "packets transmitted") {
+			fmt.Sscanf(l, "%d packets transmitted, %d received", &sent, &recv)
+		}
+	}
+	t.Logf("flap 500ms/1s: %d of %d pings answered", recv, sent)
+	if sent != 150 || recv < 40 || recv > 110 {
+		t.Errorf("%d of %d pings answered, want about half (ping output:\n%s)", recv, sent, out)
+	}
+	up, down := lab.DSL.Stats(Upstream), lab.DSL.Stats(Downstream)
+	if up.DroppedDown == 0 {
+		t.Error("no packet counted as dropped down upstream")
+	}
+	// A reply dropped downstream would mean the directions are out of
+	// phase: an echo that crossed upstream while up comes back 15 ms later.
+	t.Logf("dropped down: %d upstream, %d downstream", up.DroppedDown, down.DroppedDown)
+	if err := lab.Set("dsl", []string{"flap", "off"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.CPE.Output("ping", "-n", "-q", "-c", "50", "-i", "0.02", "-W", "1", HAGDSL4); err != nil {
+		t.Errorf("pings lost after flap off: %v", err)
+	}
+}

@@ -141,6 +141,16 @@ func TestApplySettings(t *testing.T) {
 		{"reorder on strip-mptcp on queue-bytes 3000", func(c Change) bool {
 			return c.Profile.Up.Reorder && c.Profile.Down.StripMPTCP && c.Profile.Up.QueueBytes == 3000
 		}, ""},
+		{"flap 2.5s 30s", func(c Change) bool {
+			f := linkem.Flap{Down: 2500 * time.Millisecond, Every: 30 * time.Second}
+			return c.SetDown == nil && c.Profile.Up.Flap == f && c.Profile.Down.Flap == f
+		}, ""},
+		{"flap 2s 10s flap off", func(c Change) bool {
+			return c.Profile.Up.Flap == (linkem.Flap{}) && c.Profile.Down.Flap == (linkem.Flap{})
+		}, ""},
+		{"flap 30s 2s", nil, "flap"},
+		{"flap 2s", nil, "DOWN EVERY"},
+		{"flap soon 2s", nil, "not durations"},
 		{"rate", nil, "missing value"},
 		{"speed 3", nil, "unknown setting"},
 		{"delay soon up-rate x", nil, "up-rate"},

@@ -22,6 +22,8 @@ one when prefixed with up- (cpe → hag) or down- (hag → cpe):
   burst-bytes N   token-bucket depth
   reorder on|off  let jitter reorder packets
   strip-mptcp on|off  NOP out MPTCP options (a middlebox)
+  flap D E        whole link down for D out of every E, first outage now
+                  (a line that resyncs: flap 2.5s 30s); flap off stops it
 The words "down" and "up" alone take the whole link down or bring it back.`
 
 // Change is what ApplySettings made of hglab set's words: the new
@@ -49,6 +51,27 @@ func ApplySettings(lp LinkProfile, words []string) (Change, error) {
 		}
 		v := words[i+1]
 		i++
+		if w == "flap" {
+			if strings.ToLower(v) == "off" {
+				c.Profile.Up.Flap, c.Profile.Down.Flap = linkem.Flap{}, linkem.Flap{}
+				continue
+			}
+			if i+1 >= len(words) {
+				errs = append(errs, "flap: want DOWN EVERY (flap 2.5s 30s) or off")
+				break
+			}
+			e := words[i+1]
+			i++
+			down, err1 := time.ParseDuration(v)
+			every, err2 := time.ParseDuration(e)
+			if err1 != nil || err2 != nil {
+				errs = append(errs, fmt.Sprintf("flap: %q %q are not durations", v, e))
+				continue
+			}
+			f := linkem.Flap{Down: down, Every: every}
+			c.Profile.Up.Flap, c.Profile.Down.Flap = f, f
+			continue
+		}
 		if w == "rtt" {
 			d, err := time.ParseDuration(v)
 			if err != nil || d < 0 {

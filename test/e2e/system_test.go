@@ -356,6 +356,11 @@ func (s *system) testStripped(t *testing.T) {
 	if hf-hf0 < 3 {
 		t.Errorf("hag counted %.0f fallbacks for 3 connections with MPTCP stripped on every link", hf-hf0)
 	}
+	// The SYN went out once and came back without MP_CAPABLE: a
+	// middlebox, not lost SYNs or the kernel's blackhole detection.
+	if other := f1 - s.metric(t, s.lab.CPE, 9101, "hcpe_mptcp_fallbacks_total", `reason="stripped"`); other != 0 {
+		t.Errorf("%.0f fallbacks counted with a reason other than stripped", other)
+	}
 }
 
 func (s *system) testLoss(t *testing.T) {

@@ -1,0 +1,23 @@
+//go:build !linux
+
+package mptcp
+
+import "errors"
+
+// Sysctl is one per-namespace kernel setting, named as sysctl(8) names it.
+type Sysctl struct {
+	Name  string
+	Value string
+}
+
+// Changed is what SetSysctls did to one setting.
+type Changed struct {
+	Name     string
+	Old, New string
+}
+
+// SetSysctls needs Linux.
+func SetSysctls(want []Sysctl) ([]Changed, error) { return nil, errors.ErrUnsupported }
+
+// ReadExt needs Linux.
+func ReadExt() (map[string]uint64, error) { return nil, errors.ErrUnsupported }
