@@ -25,14 +25,14 @@ type HCPE struct {
 	OverflowActive     *prometheus.GaugeVec   // uplink; 1 while an overflow uplink carries data because the primaries are saturated
 	FlowRaces          *prometheus.CounterVec // uplink (the winner); first subflow raced onto another uplink
 
-	PoolSize      prometheus.Gauge       // warm connections ready now
-	PoolTarget    prometheus.Gauge       // what the sizer wants
-	PoolHits      prometheus.Counter     // flows that took a warm connection
-	PoolMisses    prometheus.Counter     // flows that dialled because the pool was empty
-	PoolRefills   prometheus.Counter     // connections the pool opened
-	PoolDiscarded *prometheus.CounterVec // reason: dead, uplink_down, aged, hag_unreachable, shutdown
-	KernelBlackholes    prometheus.Gauge // MPTcpExtBlackhole, read from the kernel
-	KernelSYNTXDisabled prometheus.Gauge // MPTcpExtMPCapableSYNTXDisabled
+	PoolSize            prometheus.Gauge       // warm connections ready now
+	PoolTarget          prometheus.Gauge       // what the sizer wants
+	PoolHits            prometheus.Counter     // flows that took a warm connection
+	PoolMisses          prometheus.Counter     // flows that dialled because the pool was empty
+	PoolRefills         prometheus.Counter     // connections the pool opened
+	PoolDiscarded       *prometheus.CounterVec // reason: dead, uplink_down, aged, hag_unreachable, shutdown
+	KernelBlackholes    prometheus.Gauge       // MPTcpExtBlackhole, read from the kernel
+	KernelSYNTXDisabled prometheus.Gauge       // MPTcpExtMPCapableSYNTXDisabled
 }
 
 // NewHCPE registers hcpe's collectors on a fresh registry.
