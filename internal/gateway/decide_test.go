@@ -93,35 +93,81 @@ func TestAuthorize(t *testing.T) {
 
 func TestCheckDestination(t *testing.T) {
 	own := func(a netip.Addr) bool { return a == netip.MustParseAddr("2001:db8:ff::1") }
-	deny := []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
+	allow := []netip.Prefix{netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("198.51.100.0/24"),
+		netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("fe80::/10")}
+	deny := []netip.Prefix{netip.MustParsePrefix("198.51.100.0/25")}
 	for _, tc := range []struct {
-		dst     string
-		refused bool
+		dst    string
+		reason string // "" when allowed
 	}{
-		{"2001:db8:99::1", false},
-		{"203.0.113.10", false},
-		{"::ffff:203.0.113.10", false},
-		{"::", true},
-		{"0.0.0.0", true},
-		{"127.0.0.1", true},
-		{"::1", true},
-		{"::ffff:127.0.0.1", true},
-		{"169.254.169.254", true}, // cloud metadata
-		{"fe80::1", true},
-		{"ff02::1", true},
-		{"224.0.0.1", true},
-		{"239.1.2.3", true},
-		{"255.255.255.255", true},
-		{"2001:db8:ff::1", true}, // hag's own
-		{"198.51.100.5", true},   // deny.destinations
+		// Public destinations.
+		{"2a00:1450::1", ""},
+		{"8.8.8.8", ""},
+		{"::ffff:8.8.8.8", ""},
+		{"64:ff9b::808:808", ""}, // NAT64 of a public address
+		{"2002:808:808::1", ""},  // 6to4 of a public address
+		{"192.31.196.1", ""},     // AS112: globally reachable, left open
+		// Never opened, allow or not.
+		{"::", "destination_special"},
+		{"0.0.0.0", "destination_special"},
+		{"127.0.0.1", "destination_special"},
+		{"::1", "destination_special"},
+		{"::ffff:127.0.0.1", "destination_special"},
+		{"169.254.169.254", "destination_special"}, // cloud metadata
+		{"fe80::1", "destination_special"},
+		{"ff02::1", "destination_special"},
+		{"224.0.0.1", "destination_special"},
+		{"239.1.2.3", "destination_special"},
+		{"255.255.255.255", "destination_special"},
+		{"64:ff9b::7f00:1", "destination_special"}, // NAT64 of loopback
+		// One row per special-purpose range, closed by default.
+		{"0.1.2.3", "destination_special"},
+		{"10.9.9.9", "destination_special"},
+		{"100.64.0.1", "destination_special"},
+		{"100.127.255.254", "destination_special"},
+		{"172.16.0.1", "destination_special"},
+		{"172.31.255.254", "destination_special"},
+		{"192.0.0.9", "destination_special"},
+		{"192.0.2.1", "destination_special"},
+		{"192.88.99.1", "destination_special"},
+		{"192.168.1.1", "destination_special"},
+		{"198.18.0.1", "destination_special"},
+		{"198.19.255.254", "destination_special"},
+		{"203.0.113.10", "destination_special"},
+		{"240.0.0.1", "destination_special"},
+		{"::ffff:10.0.0.1", "destination_special"},
+		{"::10.0.0.1", "destination_special"}, // IPv4-compatible
+		{"64:ff9b::a00:1", "destination_special"},
+		{"64:ff9b::c0a8:101", "destination_special"},
+		{"64:ff9b:1::1", "destination_special"},
+		{"100::1", "destination_special"},
+		{"2001::1", "destination_special"},
+		{"2001:2::1", "destination_special"},
+		{"3fff::1", "destination_special"},
+		{"5f00::1", "destination_special"},
+		{"fc00::1", "destination_special"},
+		{"fd12:3456::1", "destination_special"},
+		{"fec0::1", "destination_special"},
+		{"2002:a00:1::1", "destination_special"}, // 6to4 of private use
+		// allow.destinations opens a special range, but not its neighbours.
+		{"2001:db8:99::1", ""},
+		{"198.51.100.200", ""},
+		{"10.1.2.3", ""},
+		{"10.2.0.1", "destination_special"},
+		{"64:ff9b::a01:203", "destination_special"}, // allow is by destination, not by what NAT64 embeds
+		// Own addresses and deny.destinations, even where allowed.
+		{"2001:db8:ff::1", "destination_self"},
+		{"198.51.100.5", "destination_denied"},
 	} {
 		t.Run(tc.dst, func(t *testing.T) {
-			r := checkDestination(netip.MustParseAddr(tc.dst), own, deny)
-			if (r != nil) != tc.refused {
-				t.Fatalf("refused=%v, want %v", r, tc.refused)
-			}
-			if r != nil && r.code != convert.NotAuthorized {
-				t.Fatalf("code %v, want Not Authorized", r.code)
+			r := checkDestination(netip.MustParseAddr(tc.dst), own, allow, deny)
+			switch {
+			case tc.reason == "" && r != nil:
+				t.Fatalf("refused: %v", r)
+			case tc.reason != "" && r == nil:
+				t.Fatalf("allowed, want refused (%s)", tc.reason)
+			case r != nil && (r.reason != tc.reason || r.code != convert.NotAuthorized):
+				t.Fatalf("refused %v/%s, want Not Authorized/%s (%s)", r.code, r.reason, tc.reason, r.why)
 			}
 		})
 	}

@@ -333,7 +333,7 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	cpe, r := authorize(g.cfg, peer.Addr(), &m, time.Now())
 	if r == nil {
 		log = log.With("cpe", cpe.ID)
-		r = checkDestination(dst.Addr(), g.isOwn, g.cfg.Deny.Prefixes)
+		r = checkDestination(dst.Addr(), g.isOwn, g.cfg.Allow.Prefixes, g.cfg.Deny.Prefixes)
 	}
 	if r == nil {
 		r = checkOptions(m.Connect.Options)
@@ -452,8 +452,11 @@ func (g *Gateway) countRefusal(code convert.ErrorCode) {
 // answer sends a refusal's Error TLV and closes normally (RFC 8803 §6.2.8:
 // the converter does not reset; the client does).
 func (g *Gateway) answer(conn *net.TCPConn, log *slog.Logger, r *refusal) {
-	log.Warn("refused", "code", r.code.String(), "why", r.why)
+	log.Warn("refused", "code", r.code.String(), "reason", r.reason, "why", r.why)
 	g.countRefusal(r.code)
+	if r.reason != "" {
+		g.m.Refusals.WithLabelValues(r.reason).Inc()
+	}
 	g.waitEstablished(conn, log)
 	m := convert.Msg{HasError: true, Error: r.tlv}
 	_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.Limits.ConvertReadTimeout))

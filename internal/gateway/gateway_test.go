@@ -108,6 +108,8 @@ cpes:
     wan_prefixes: [198.51.100.0/30, "2001:db8:d5::/64"]
     client_prefixes: ["2001:db8:10::/56"]
 egress: {ipv4: share, ipv6: preserve}
+allow:
+  destinations: [192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, "2001:db8::/32"]
 deny:
   destinations: [203.0.113.200/32]
 limits:

@@ -15,6 +15,7 @@ type HAG struct {
 	LimitHits          *prometheus.CounterVec // limit: flows_total, flows_per_cpe, handshakes, new_flows_rate
 	HandshakesInFlight prometheus.Gauge
 	FlowEnds           *prometheus.CounterVec // reason: eof, reset, idle, shutdown, error
+	Refusals           *prometheus.CounterVec // reason: see docs/metrics.md
 }
 
 // NewHAG registers hag's collectors on a fresh registry. bytes reports the
@@ -51,6 +52,12 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 		FlowEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hag_flow_ends_total", Help: "Relayed flows that ended, by reason.",
 		}, []string{"reason"}),
+		Refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hag_refusals_total", Help: "Connections and requests hag refused, by reason.",
+		}, []string{"reason"}),
+	}
+	for _, reason := range []string{"destination_special", "destination_self", "destination_denied"} {
+		m.Refusals.WithLabelValues(reason)
 	}
 	for _, dir := range []string{"to_server", "to_client"} {
 		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -58,6 +65,6 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 		}, func() float64 { return bytes(dir) }))
 	}
 	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.ConvertErrors, m.DialDuration,
-		m.MPTCPFallbacks, m.Subflows, m.LimitHits, m.HandshakesInFlight, m.FlowEnds)
+		m.MPTCPFallbacks, m.Subflows, m.LimitHits, m.HandshakesInFlight, m.FlowEnds, m.Refusals)
 	return m
 }
