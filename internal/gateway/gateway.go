@@ -41,7 +41,7 @@ type Gateway struct {
 	mu        sync.Mutex
 	live      map[*relay.Counters]struct{}
 	doneBytes [2]int64 // to_server, to_client of finished flows
-	own       map[netip.Addr]bool
+	own       *ownSet
 	reg       registry // flows and CPEs for the admin API (admin.go)
 
 	ready chan struct{} // closed once the listeners are up
@@ -112,7 +112,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}()
 		}
 	}
-	g.own = ownAddrs()
+	g.own = newOwnSet()
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	var wwg sync.WaitGroup
+	defer func() { stopWatch(); wwg.Wait() }()
+	watching := make(chan struct{})
+	wwg.Add(1)
+	go func() {
+		defer wwg.Done()
+		if err := g.own.watch(watchCtx, watching); err != nil {
+			g.log.Error("hag's own addresses are no longer tracked; addresses added from now on are not refused as destinations", "err", err)
+		}
+	}()
+	<-watching
 
 	var lns []*net.TCPListener
 	defer func() {
@@ -134,7 +146,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		lns = append(lns, ln)
 		g.addrs = append(g.addrs, ln.Addr())
-		g.own[a] = true
+		g.own.set(a, true)
 		g.log.Info("listening", "addr", ln.Addr().String(), "mptcp", true, "tfo", true)
 	}
 
@@ -251,18 +263,7 @@ func (g *Gateway) acceptLoop(ln *net.TCPListener, ctx context.Context, flows *sy
 	}
 }
 
-func ownAddrs() map[netip.Addr]bool {
-	own := map[netip.Addr]bool{}
-	as, _ := net.InterfaceAddrs()
-	for _, a := range as {
-		if p, err := netip.ParsePrefix(a.String()); err == nil {
-			own[p.Addr().Unmap()] = true
-		}
-	}
-	return own
-}
-
-func (g *Gateway) isOwn(a netip.Addr) bool { return g.own[a.Unmap()] }
+func (g *Gateway) isOwn(a netip.Addr) bool { return g.own.has(a) }
 
 // serve runs one flow from accept to close.
 func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {

@@ -407,6 +407,9 @@ func TestHAG(t *testing.T) {
 		{"denied destination", hagV4, func() []byte {
 			return request(t, netip.MustParseAddrPort("203.0.113.200:80"), netip.AddrPort{}, testKey)
 		}, convert.NotAuthorized},
+		{"special-purpose destination (private use)", hagV4, func() []byte {
+			return request(t, netip.MustParseAddrPort("10.0.0.1:80"), netip.AddrPort{}, testKey)
+		}, convert.NotAuthorized},
 		{"hag's own address", hagV4, func() []byte { return request(t, netip.AddrPortFrom(hagWANv4, 22), netip.AddrPort{}, testKey) }, convert.NotAuthorized},
 		{"wrong cookie", hagV6, func() []byte { return request(t, netip.AddrPortFrom(srvV6, 8080), clientV6, otherKey) }, convert.NotAuthorized},
 		{"foreign client prefix", hagV6, func() []byte {
@@ -446,6 +449,26 @@ func TestHAG(t *testing.T) {
 			}
 		})
 	}
+
+	// An address hag gains after start is its own too: without the address
+	// watcher hag would dial itself and answer Connection Reset.
+	t.Run("error address added after start", func(t *testing.T) {
+		added := netip.MustParseAddr("198.51.100.77")
+		if err := tp.hag.Run("ip", "addr", "add", added.String()+"/32", "dev", "lo"); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tp.hag.Run("ip", "addr", "del", added.String()+"/32", "dev", "lo") }()
+		got := -1
+		for i := 0; i < 30 && got != int(convert.NotAuthorized); i++ {
+			got = readReply(t, tp.dial(t, hagV4, request(t, netip.AddrPortFrom(added, 80), netip.AddrPort{}, testKey)))
+			if got != int(convert.NotAuthorized) {
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		if got != int(convert.NotAuthorized) {
+			t.Fatalf("connect to an address added after start: code %d, want %d", got, convert.NotAuthorized)
+		}
+	})
 
 	t.Run("error limit hit", func(t *testing.T) {
 		dst := netip.AddrPortFrom(srvV6, 8082)
@@ -509,6 +532,8 @@ func TestHAG(t *testing.T) {
 			`hag_flows_total{result="ok"}`, `hag_convert_errors_total{code="not_authorized"}`, `hag_convert_errors_total{code="connection_reset"}`,
 			`hag_limit_hits_total{limit="flows_per_cpe"} 1`, `hag_relay_bytes_total{direction="to_client"}`, `hag_dial_duration_seconds_bucket`,
 			`hag_flows_total{result="no_request"}`,
+			`hag_refusals_total{reason="destination_special"} 1`, `hag_refusals_total{reason="destination_self"} 2`,
+			`hag_refusals_total{reason="destination_denied"} 1`,
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("metrics lack %s", want)
