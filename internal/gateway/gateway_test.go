@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"hybridgw/internal/convert"
 	"hybridgw/internal/mptcp"
 	"hybridgw/internal/netlab"
@@ -125,7 +127,8 @@ admin: {listen: ""}
 // startHag runs the hag binary in the hag namespace and stops it with
 // SIGTERM at cleanup, checking that it exits 0 within a second and removed
 // its transparent-socket routing.
-func startHag(t *testing.T, tp *topo) {
+// startHag returns hag's pid (ip netns exec execs hag in place).
+func startHag(t *testing.T, tp *topo) int {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "hag.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(hagConfig, hex.EncodeToString(testKey))), 0o600); err != nil {
@@ -142,6 +145,7 @@ func startHag(t *testing.T, tp *topo) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	pid := cmd.Process.Pid
 	t.Cleanup(func() {
 		defer logf.Close()
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -174,7 +178,7 @@ func startHag(t *testing.T, tp *topo) {
 	for {
 		out, _ := tp.hag.Output("ss", "-Hltn", "sport", "= :5124")
 		if strings.Count(out, "LISTEN") >= 2 {
-			return
+			return pid
 		}
 		select {
 		case err := <-exited:
@@ -317,7 +321,7 @@ func TestHAG(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := startServers(t, tp)
-	startHag(t, tp)
+	hagPID := startHag(t, tp)
 
 	t.Run("upload v6 preserves the client address, client half-closes first", func(t *testing.T) {
 		dst := netip.AddrPortFrom(srvV6, 8080)
@@ -470,6 +474,62 @@ func TestHAG(t *testing.T) {
 		}
 	})
 
+	// Out of descriptors: hag can still accept (one descriptor left) but
+	// not dial, and must answer Resource Exceeded instead of dropping the
+	// connection. The limit is set on the running hag to one descriptor
+	// above what it holds; a flow ending meanwhile frees one more, so it
+	// is retried a few times.
+	t.Run("error out of descriptors", func(t *testing.T) {
+		var old unix.Rlimit
+		if err := unix.Prlimit(hagPID, unix.RLIMIT_NOFILE, nil, &old); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := unix.Prlimit(hagPID, unix.RLIMIT_NOFILE, &old, nil); err != nil {
+				t.Errorf("restoring hag's descriptor limit: %v", err)
+			}
+		}()
+		got := -2
+		for i := 0; i < 5 && got != int(convert.ResourceExceeded); i++ {
+			// The kernel hands out the lowest free number, so a limit at the
+			// second-lowest free number leaves exactly one for accept.
+			fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", hagPID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			open := map[uint64]bool{}
+			for _, e := range fds {
+				var n uint64
+				if _, err := fmt.Sscan(e.Name(), &n); err == nil {
+					open[n] = true
+				}
+			}
+			var free []uint64
+			for n := uint64(0); len(free) < 2; n++ {
+				if !open[n] {
+					free = append(free, n)
+				}
+			}
+			lim := unix.Rlimit{Cur: free[1], Max: old.Max}
+			if err := unix.Prlimit(hagPID, unix.RLIMIT_NOFILE, &lim, nil); err != nil {
+				t.Fatal(err)
+			}
+			c := tp.dial(t, hagV4, request(t, netip.AddrPortFrom(srvV4, 8080), netip.AddrPort{}, testKey))
+			got = readReply(t, c)
+			if err := unix.Prlimit(hagPID, unix.RLIMIT_NOFILE, &old, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got == -1 {
+				c.Close() // a flow got through: give its slot back
+				time.Sleep(100 * time.Millisecond)
+			}
+			t.Logf("attempt %d: %d descriptors open, limit %d, reply code %d", i, len(open), lim.Cur, got)
+		}
+		if got != int(convert.ResourceExceeded) {
+			t.Fatalf("got code %d, want %d (%s)", got, convert.ResourceExceeded, convert.ResourceExceeded)
+		}
+	})
+
 	t.Run("error limit hit", func(t *testing.T) {
 		dst := netip.AddrPortFrom(srvV6, 8082)
 		var held []*net.TCPConn
@@ -533,7 +593,7 @@ func TestHAG(t *testing.T) {
 			`hag_limit_hits_total{limit="flows_per_cpe"} 1`, `hag_relay_bytes_total{direction="to_client"}`, `hag_dial_duration_seconds_bucket`,
 			`hag_flows_total{result="no_request"}`,
 			`hag_refusals_total{reason="destination_special"} 1`, `hag_refusals_total{reason="destination_self"} 2`,
-			`hag_refusals_total{reason="destination_denied"} 1`,
+			`hag_refusals_total{reason="destination_denied"} 1`, `hag_refusals_total{reason="descriptors"} 1`,
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("metrics lack %s", want)

@@ -56,7 +56,7 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 			Name: "hag_refusals_total", Help: "Connections and requests hag refused, by reason.",
 		}, []string{"reason"}),
 	}
-	for _, reason := range []string{"destination_special", "destination_self", "destination_denied"} {
+	for _, reason := range []string{"destination_special", "destination_self", "destination_denied", "descriptors"} {
 		m.Refusals.WithLabelValues(reason)
 	}
 	for _, dir := range []string{"to_server", "to_client"} {
