@@ -128,6 +128,7 @@ func TestHAGProblems(t *testing.T) {
 		{"duplicate id and overlap", minimalHAG + "  - id: c1\n    auth: source\n    wan_prefixes: [198.51.100.0/24]\n",
 			[]string{`cpes[1].id: "c1" is used by another CPE`, "cpes[1].wan_prefixes: 198.51.100.0/24 overlaps"}},
 		{"limits", minimalHAG + "limits:\n  dial_timeout: -1s\n  flows_total: 0\n", []string{"hag.yaml:7: limits.dial_timeout: must be greater than 0", "hag.yaml:8: limits.flows_total"}},
+		{"allow", minimalHAG + "allow:\n  destinations: [10.0.0.0/33]\n", []string{`hag.yaml:7: allow.destinations[0]: "10.0.0.0/33" is not an IP prefix`}},
 		{"listen", minimalHAG + "metrics:\n  listen: nowhere\n", []string{`hag.yaml:7: metrics.listen: "nowhere" is not a listen address`}},
 	}
 	for _, tc := range tests {

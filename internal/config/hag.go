@@ -14,6 +14,7 @@ type HAG struct {
 	Egress      Egress      `yaml:"egress"`
 	Transparent Transparent `yaml:"transparent"`
 	Deny        Deny        `yaml:"deny"`
+	Allow       Allow       `yaml:"allow"`
 	Limits      HAGLimits   `yaml:"limits"`
 	Metrics     Listen      `yaml:"metrics"`
 	Admin       Listen      `yaml:"admin"`
@@ -63,6 +64,15 @@ type Transparent struct {
 	Mark         int  `yaml:"mark"`
 	Table        int  `yaml:"table"`
 	RulePriority int  `yaml:"rule_priority"`
+}
+
+// Allow opens destinations in the IANA special-purpose ranges, which hag
+// refuses by default (a lab on documentation prefixes, a private server
+// network behind hag). deny.destinations still wins over it.
+type Allow struct {
+	Destinations []string `yaml:"destinations"`
+
+	Prefixes []netip.Prefix `yaml:"-"`
 }
 
 // Deny lists destinations hag refuses to connect to.
@@ -187,6 +197,7 @@ func (c *HAG) validate(ps *problems) {
 		ps.add("transparent.rule_priority", "%d is out of range 1..32000", c.Transparent.RulePriority)
 	}
 	c.Deny.Prefixes = ps.prefixes("deny.destinations", c.Deny.Destinations)
+	c.Allow.Prefixes = ps.prefixes("allow.destinations", c.Allow.Destinations)
 
 	l := &c.Limits
 	ps.positive("limits.flows_per_cpe", int64(l.FlowsPerCPE))

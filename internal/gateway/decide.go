@@ -14,6 +14,9 @@ type refusal struct {
 	code convert.ErrorCode
 	tlv  convert.ErrorTLV
 	why  string
+	// reason, when set, is the hag_refusals_total label this refusal counts
+	// under.
+	reason string
 }
 
 func (r *refusal) Error() string { return r.code.String() + ": " + r.why }
@@ -80,22 +83,26 @@ func inAny(a netip.Addr, ps []netip.Prefix) bool {
 
 // checkDestination refuses what a converter must never connect to: itself
 // (an open relay into its own services), loopback, link-local, multicast,
-// unspecified, and the operator's denied prefixes.
-func checkDestination(dst netip.Addr, own func(netip.Addr) bool, deny []netip.Prefix) *refusal {
+// unspecified; the IANA special-purpose ranges unless allow opens them
+// (specialPurpose); and the operator's denied prefixes, which win over
+// allow. All are answered Not Authorized, RFC 8803's code for
+// "administratively prohibited".
+func checkDestination(dst netip.Addr, own func(netip.Addr) bool, allow, deny []netip.Prefix) *refusal {
 	dst = dst.Unmap()
-	switch {
-	case !dst.IsValid() || dst.IsUnspecified():
-		return refuse(convert.NotAuthorized, "destination is unspecified")
-	case dst.IsLoopback():
-		return refuse(convert.NotAuthorized, "destination "+dst.String()+" is loopback")
-	case dst.IsLinkLocalUnicast() || dst.IsLinkLocalMulticast():
-		return refuse(convert.NotAuthorized, "destination "+dst.String()+" is link-local")
-	case dst.IsMulticast() || dst == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		return refuse(convert.NotAuthorized, "destination "+dst.String()+" is multicast or broadcast")
-	case own != nil && own(dst):
-		return refuse(convert.NotAuthorized, "destination "+dst.String()+" is one of hag's own addresses")
-	case inAny(dst, deny):
-		return refuse(convert.NotAuthorized, "destination "+dst.String()+" is in deny.destinations")
+	if name, hard := specialPurpose(dst); name != "" && (hard || !inAny(dst, allow)) {
+		r := refuse(convert.NotAuthorized, "destination "+dst.String()+" is special-purpose ("+name+")")
+		r.reason = "destination_special"
+		return r
+	}
+	if own != nil && own(dst) {
+		r := refuse(convert.NotAuthorized, "destination "+dst.String()+" is one of hag's own addresses")
+		r.reason = "destination_self"
+		return r
+	}
+	if inAny(dst, deny) {
+		r := refuse(convert.NotAuthorized, "destination "+dst.String()+" is in deny.destinations")
+		r.reason = "destination_denied"
+		return r
 	}
 	return nil
 }

@@ -86,6 +86,14 @@ func dialRefusal(err error, dst netip.Addr) *refusal {
 	}
 	var ne net.Error
 	switch {
+	case errors.Is(err, unix.EMFILE), errors.Is(err, unix.ENFILE):
+		// hag, not the server, is out of descriptors: say so with the
+		// converter's resource code so the client backs off, instead of a
+		// Network Failure that blames the path.
+		r := refuse(convert.ResourceExceeded, "out of file descriptors: "+err.Error())
+		r.tlv = convert.NewError(convert.ResourceExceeded, timeoutBackOff)
+		r.reason = "descriptors"
+		return r
 	case errors.Is(err, unix.ECONNREFUSED):
 		return refuse(convert.ConnectionReset, "server refused: "+err.Error())
 	case errors.Is(err, unix.ENETUNREACH):

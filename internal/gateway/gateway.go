@@ -42,7 +42,7 @@ type Gateway struct {
 	mu        sync.Mutex
 	live      map[*relay.Counters]struct{}
 	doneBytes [2]int64 // to_server, to_client of finished flows
-	own       map[netip.Addr]bool
+	own       *ownSet
 	reg       registry // flows and CPEs for the admin API (admin.go)
 	pool      poolGate // hcpe's warm connections before their first byte (pool.go)
 
@@ -114,7 +114,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}()
 		}
 	}
-	g.own = ownAddrs()
+	g.own = newOwnSet()
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	var wwg sync.WaitGroup
+	defer func() { stopWatch(); wwg.Wait() }()
+	watching := make(chan struct{})
+	wwg.Add(1)
+	go func() {
+		defer wwg.Done()
+		if err := g.own.watch(watchCtx, watching); err != nil {
+			g.log.Error("hag's own addresses are no longer tracked; addresses added from now on are not refused as destinations", "err", err)
+		}
+	}()
+	<-watching
 
 	var lns []*net.TCPListener
 	defer func() {
@@ -136,7 +148,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		lns = append(lns, ln)
 		g.addrs = append(g.addrs, ln.Addr())
-		g.own[a] = true
+		g.own.set(a, true)
 		g.log.Info("listening", "addr", ln.Addr().String(), "mptcp", true, "tfo", true)
 	}
 
@@ -279,18 +291,7 @@ func (g *Gateway) acceptLoop(ln *net.TCPListener, ctx context.Context, flows *sy
 	}
 }
 
-func ownAddrs() map[netip.Addr]bool {
-	own := map[netip.Addr]bool{}
-	as, _ := net.InterfaceAddrs()
-	for _, a := range as {
-		if p, err := netip.ParsePrefix(a.String()); err == nil {
-			own[p.Addr().Unmap()] = true
-		}
-	}
-	return own
-}
-
-func (g *Gateway) isOwn(a netip.Addr) bool { return g.own[a.Unmap()] }
+func (g *Gateway) isOwn(a netip.Addr) bool { return g.own.has(a) }
 
 // serve runs one flow from accept to close.
 func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
@@ -364,7 +365,7 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	cpe, r := authorize(g.cfg, peer.Addr(), &m, time.Now())
 	if r == nil {
 		log = log.With("cpe", cpe.ID)
-		r = checkDestination(dst.Addr(), g.isOwn, g.cfg.Deny.Prefixes)
+		r = checkDestination(dst.Addr(), g.isOwn, g.cfg.Allow.Prefixes, g.cfg.Deny.Prefixes)
 	}
 	if r == nil {
 		r = checkOptions(m.Connect.Options)
@@ -483,8 +484,11 @@ func (g *Gateway) countRefusal(code convert.ErrorCode) {
 // answer sends a refusal's Error TLV and closes normally (RFC 8803 §6.2.8:
 // the converter does not reset; the client does).
 func (g *Gateway) answer(conn *net.TCPConn, log *slog.Logger, r *refusal) {
-	log.Warn("refused", "code", r.code.String(), "why", r.why)
+	log.Warn("refused", "code", r.code.String(), "reason", r.reason, "why", r.why)
 	g.countRefusal(r.code)
+	if r.reason != "" {
+		g.m.Refusals.WithLabelValues(r.reason).Inc()
+	}
 	g.waitEstablished(conn, log)
 	m := convert.Msg{HasError: true, Error: r.tlv}
 	_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.Limits.ConvertReadTimeout))

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"hybridgw/internal/convert"
 	"hybridgw/internal/mptcp"
 	"hybridgw/internal/netlab"
@@ -108,6 +110,8 @@ cpes:
     wan_prefixes: [198.51.100.0/30, "2001:db8:d5::/64"]
     client_prefixes: ["2001:db8:10::/56"]
 egress: {ipv4: share, ipv6: preserve}
+allow:
+  destinations: [192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, "2001:db8::/32"]
 deny:
   destinations: [203.0.113.200/32]
 limits:
@@ -125,7 +129,8 @@ admin: {listen: ""}
 // startHag runs the hag binary in the hag namespace and stops it with
 // SIGTERM at cleanup, checking that it exits 0 within a second and removed
 // its transparent-socket routing.
-func startHag(t *testing.T, tp *topo) {
+// startHag returns hag's pid (ip netns exec execs hag in place).
+func startHag(t *testing.T, tp *topo) int {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "hag.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(hagConfig, hex.EncodeToString(testKey))), 0o600); err != nil {
@@ -142,6 +147,7 @@ func startHag(t *testing.T, tp *topo) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	pid := cmd.Process.Pid
 	t.Cleanup(func() {
 		defer logf.Close()
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -174,7 +180,7 @@ func startHag(t *testing.T, tp *topo) {
 	for {
 		out, _ := tp.hag.Output("ss", "-Hltn", "sport", "= :5124")
 		if strings.Count(out, "LISTEN") >= 2 {
-			return
+			return pid
 		}
 		select {
 		case err := <-exited:
@@ -317,7 +323,7 @@ func TestHAG(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := startServers(t, tp)
-	startHag(t, tp)
+	hagPID := startHag(t, tp)
 
 	t.Run("upload v6 preserves the client address, client half-closes first", func(t *testing.T) {
 		dst := netip.AddrPortFrom(srvV6, 8080)
@@ -407,6 +413,9 @@ func TestHAG(t *testing.T) {
 		{"denied destination", hagV4, func() []byte {
 			return request(t, netip.MustParseAddrPort("203.0.113.200:80"), netip.AddrPort{}, testKey)
 		}, convert.NotAuthorized},
+		{"special-purpose destination (private use)", hagV4, func() []byte {
+			return request(t, netip.MustParseAddrPort("10.0.0.1:80"), netip.AddrPort{}, testKey)
+		}, convert.NotAuthorized},
 		{"hag's own address", hagV4, func() []byte { return request(t, netip.AddrPortFrom(hagWANv4, 22), netip.AddrPort{}, testKey) }, convert.NotAuthorized},
 		{"wrong cookie", hagV6, func() []byte { return request(t, netip.AddrPortFrom(srvV6, 8080), clientV6, otherKey) }, convert.NotAuthorized},
 		{"foreign client prefix", hagV6, func() []byte {
@@ -446,6 +455,26 @@ func TestHAG(t *testing.T) {
 			}
 		})
 	}
+
+	// An address hag gains after start is its own too: without the address
+	// watcher hag would dial itself and answer Connection Reset.
+	t.Run("error address added after start", func(t *testing.T) {
+		added := netip.MustParseAddr("198.51.100.77")
+		if err := tp.hag.Run("ip", "addr", "add", added.String()+"/32", "dev", "lo"); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tp.hag.Run("ip", "addr", "del", added.String()+"/32", "dev", "lo") }()
+		got := -1
+		for i := 0; i < 30 && got != int(convert.NotAuthorized); i++ {
+			got = readReply(t, tp.dial(t, hagV4, request(t, netip.AddrPortFrom(added, 80), netip.AddrPort{}, testKey)))
+			if got != int(convert.NotAuthorized) {
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		if got != int(convert.NotAuthorized) {
+			t.Fatalf("connect to an address added after start: code %d, want %d", got, convert.NotAuthorized)
+		}
+	})
 
 	t.Run("error limit hit", func(t *testing.T) {
 		dst := netip.AddrPortFrom(srvV6, 8082)
@@ -502,6 +531,64 @@ func TestHAG(t *testing.T) {
 		}
 	})
 
+	// Last but metrics: the refused flow holds its flows_per_cpe slot until
+	// hag's gentle close sees the client go, which would race the limit test.
+	// Out of descriptors: hag can still accept (one descriptor left) but
+	// not dial, and must answer Resource Exceeded instead of dropping the
+	// connection. The limit is set on the running hag to one descriptor
+	// above what it holds; a flow ending meanwhile frees one more, so it
+	// is retried a few times.
+	t.Run("error out of descriptors", func(t *testing.T) {
+		var old unix.Rlimit
+		if err := unix.Prlimit(hagPID, unix.RLIMIT_NOFILE, nil, &old); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := unix.Prlimit(hagPID, unix.RLIMIT_NOFILE, &old, nil); err != nil {
+				t.Errorf("restoring hag's descriptor limit: %v", err)
+			}
+		}()
+		got := -2
+		for i := 0; i < 5 && got != int(convert.ResourceExceeded); i++ {
+			// The kernel hands out the lowest free number, so a limit at the
+			// second-lowest free number leaves exactly one for accept.
+			fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", hagPID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			open := map[uint64]bool{}
+			for _, e := range fds {
+				var n uint64
+				if _, err := fmt.Sscan(e.Name(), &n); err == nil {
+					open[n] = true
+				}
+			}
+			var free []uint64
+			for n := uint64(0); len(free) < 2; n++ {
+				if !open[n] {
+					free = append(free, n)
+				}
+			}
+			lim := unix.Rlimit{Cur: free[1], Max: old.Max}
+			if err := unix.Prlimit(hagPID, unix.RLIMIT_NOFILE, &lim, nil); err != nil {
+				t.Fatal(err)
+			}
+			c := tp.dial(t, hagV4, request(t, netip.AddrPortFrom(srvV4, 8080), netip.AddrPort{}, testKey))
+			got = readReply(t, c)
+			if err := unix.Prlimit(hagPID, unix.RLIMIT_NOFILE, &old, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got == -1 {
+				c.Close() // a flow got through: give its slot back
+				time.Sleep(100 * time.Millisecond)
+			}
+			t.Logf("attempt %d: %d descriptors open, limit %d, reply code %d", i, len(open), lim.Cur, got)
+		}
+		if got != int(convert.ResourceExceeded) {
+			t.Fatalf("got code %d, want %d (%s)", got, convert.ResourceExceeded, convert.ResourceExceeded)
+		}
+	})
+
 	t.Run("metrics", func(t *testing.T) {
 		out, err := tp.hag.Output("bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9102; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3")
 		if err != nil {
@@ -511,6 +598,8 @@ func TestHAG(t *testing.T) {
 			`hag_flows_total{result="ok"}`, `hag_convert_errors_total{code="not_authorized"}`, `hag_convert_errors_total{code="connection_reset"}`,
 			`hag_limit_hits_total{limit="flows_per_cpe"} 1`, `hag_relay_bytes_total{direction="to_client"}`, `hag_dial_duration_seconds_bucket`,
 			`hag_pool_ends_total{reason="idle"}`, `hag_limit_hits_total{limit="pool_per_cpe"}`,
+			`hag_refusals_total{reason="destination_special"} 1`, `hag_refusals_total{reason="destination_self"} 2`,
+			`hag_refusals_total{reason="destination_denied"} 1`, `hag_refusals_total{reason="descriptors"} 1`,
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("metrics lack %s", want)

@@ -17,6 +17,7 @@ type HAG struct {
 	FlowEnds           *prometheus.CounterVec // reason: eof, reset, idle, shutdown, error
 	PoolWaiting        prometheus.Gauge       // hcpe's warm connections before their first byte
 	PoolEnds           *prometheus.CounterVec // reason: closed, idle, error
+	Refusals           *prometheus.CounterVec // reason: see docs/metrics.md
 }
 
 // NewHAG registers hag's collectors on a fresh registry. bytes reports the
@@ -59,6 +60,12 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 		PoolEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hag_pool_ends_total", Help: "Warm-pool connections that ended before their first byte, by reason (closed, idle, error).",
 		}, []string{"reason"}),
+		Refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hag_refusals_total", Help: "Connections and requests hag refused, by reason.",
+		}, []string{"reason"}),
+	}
+	for _, reason := range []string{"destination_special", "destination_self", "destination_denied", "descriptors"} {
+		m.Refusals.WithLabelValues(reason)
 	}
 	for _, dir := range []string{"to_server", "to_client"} {
 		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -67,6 +74,6 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 	}
 	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.ConvertErrors, m.DialDuration,
 		m.MPTCPFallbacks, m.Subflows, m.LimitHits, m.HandshakesInFlight, m.FlowEnds,
-		m.PoolWaiting, m.PoolEnds)
+		m.PoolWaiting, m.PoolEnds, m.Refusals)
 	return m
 }
