@@ -31,7 +31,7 @@ func DefaultHCPE() *HCPE {
 			// Normal LTE-over-DSL RTT gaps (20-60 ms) do not trip it.
 			RTTGuard: 150 * time.Millisecond, RTTGuardHysteresis: 50 * time.Millisecond,
 		},
-		Admin: Listen{Listen: "/run/hcpe/admin.sock"},
+		Admin: AdminListen{Listen: "/run/hcpe/admin.sock"},
 	}
 }
 
@@ -62,6 +62,6 @@ func DefaultHAG() *HAG {
 			ResourceBackoff:    time.Second,
 			ShutdownGrace:      5 * time.Second,
 		},
-		Admin: Listen{Listen: "/run/hag/admin.sock"},
+		Admin: AdminListen{Listen: "/run/hag/admin.sock"},
 	}
 }

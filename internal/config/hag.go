@@ -16,7 +16,7 @@ type HAG struct {
 	Deny        Deny        `yaml:"deny"`
 	Limits      HAGLimits   `yaml:"limits"`
 	Metrics     Listen      `yaml:"metrics"`
-	Admin       Listen      `yaml:"admin"`
+	Admin       AdminListen `yaml:"admin"`
 
 	file string
 }
@@ -25,6 +25,14 @@ type HAG struct {
 type HAGListen struct {
 	Addresses []string `yaml:"addresses"`
 	Port      int      `yaml:"port"`
+	// FastOpen accepts the Convert message in the SYN (TCP Fast Open),
+	// only from clients holding an RFC 7413 cookie for their address.
+	FastOpen bool `yaml:"fast_open"`
+	// FastOpenNoCookieUnsafe accepts SYN data without a cookie: hag then
+	// reads a request whose source address nobody has proven yet. hag
+	// still authorises only after the third ACK, but a spoofer fills the
+	// handshake slots at no cost. For closed labs only.
+	FastOpenNoCookieUnsafe bool `yaml:"fast_open_no_cookie_unsafe"`
 
 	Addrs []netip.Addr `yaml:"-"`
 }
@@ -160,6 +168,9 @@ func (c *HAG) validate(ps *problems) {
 		}
 	}
 
+	if c.Listen.FastOpenNoCookieUnsafe && !c.Listen.FastOpen {
+		ps.add("listen.fast_open_no_cookie_unsafe", "needs listen.fast_open: true")
+	}
 	ps.oneOf("egress.ipv4", c.Egress.IPv4, "preserve", "share")
 	ps.oneOf("egress.ipv6", c.Egress.IPv6, "preserve", "share")
 	if c.Egress.Source4 != "" {
@@ -201,5 +212,5 @@ func (c *HAG) validate(ps *problems) {
 	ps.positive("limits.resource_backoff", int64(l.ResourceBackoff))
 	ps.positive("limits.shutdown_grace", int64(l.ShutdownGrace))
 	ps.listen("metrics.listen", c.Metrics.Listen)
-	ps.listen("admin.listen", c.Admin.Listen)
+	ps.adminListen(c.Admin)
 }

@@ -246,7 +246,12 @@ func (tp *topo) dial(t *testing.T, hag netip.Addr, first []byte) *net.TCPConn {
 	t.Helper()
 	var c *net.TCPConn
 	err := tp.cpe.Do(func() (err error) {
-		c, err = mptcp.Dial(context.Background(), mptcp.DialOptions{Remote: netip.AddrPortFrom(hag, hagPort), Timeout: 5 * time.Second}, first)
+		// No SYN data: hag's listener takes none without a TFO cookie
+		// (listen.fast_open is off), as hcpe's default hag.fast_open.
+		c, err = mptcp.Dial(context.Background(), mptcp.DialOptions{Remote: netip.AddrPortFrom(hag, hagPort), Timeout: 5 * time.Second}, nil)
+		if err == nil {
+			_, err = c.Write(first)
+		}
 		return err
 	})
 	if err != nil {

@@ -15,7 +15,11 @@ type HAG struct {
 	LimitHits          *prometheus.CounterVec // limit: flows_total, flows_per_cpe, handshakes, new_flows_rate
 	HandshakesInFlight prometheus.Gauge
 	FlowEnds           *prometheus.CounterVec // reason: eof, reset, idle, shutdown, error
+	Refusals           *prometheus.CounterVec // reason: RefusalReasons
 }
+
+// RefusalReasons are the reasons hag_refusals_total exports from the start.
+var RefusalReasons = []string{"handshake_limit", "handshake_unproven"}
 
 // NewHAG registers hag's collectors on a fresh registry. bytes reports the
 // bytes relayed so far in a direction ("to_server", "to_client"), live flows
@@ -48,6 +52,9 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 		HandshakesInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hag_handshakes_in_flight", Help: "Connections between accept and the Convert reply.",
 		}),
+		Refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hag_refusals_total", Help: "Connections and requests hag refused, by reason.",
+		}, []string{"reason"}),
 		FlowEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hag_flow_ends_total", Help: "Relayed flows that ended, by reason.",
 		}, []string{"reason"}),
@@ -58,6 +65,9 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 		}, func() float64 { return bytes(dir) }))
 	}
 	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.ConvertErrors, m.DialDuration,
-		m.MPTCPFallbacks, m.Subflows, m.LimitHits, m.HandshakesInFlight, m.FlowEnds)
+		m.MPTCPFallbacks, m.Subflows, m.LimitHits, m.HandshakesInFlight, m.FlowEnds, m.Refusals)
+	for _, r := range RefusalReasons {
+		m.Refusals.WithLabelValues(r)
+	}
 	return m
 }
