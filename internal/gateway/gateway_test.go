@@ -101,6 +101,7 @@ func newTopo(t *testing.T) *topo {
 const hagConfig = `log: {level: debug, format: json}
 listen:
   addresses: [198.51.100.2, "2001:db8:d5::2"]
+%s
 cpes:
   - id: cpe-test
     key: %s
@@ -123,10 +124,13 @@ admin: {listen: ""}
 // startHag runs the hag binary in the hag namespace and stops it with
 // SIGTERM at cleanup, checking that it exits 0 within a second and removed
 // its transparent-socket routing.
-func startHag(t *testing.T, tp *topo) {
+func startHag(t *testing.T, tp *topo) { startHagListen(t, tp, "") }
+
+// startHagListen is startHag with extra lines in hagConfig's listen section.
+func startHagListen(t *testing.T, tp *topo, listen string) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "hag.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(hagConfig, hex.EncodeToString(testKey))), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(hagConfig, listen, hex.EncodeToString(testKey))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logf, err := os.Create(filepath.Join(dir, "hag.log"))
