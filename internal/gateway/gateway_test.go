@@ -126,11 +126,13 @@ admin: {listen: ""}
 // its transparent-socket routing.
 func startHag(t *testing.T, tp *topo) { startHagListen(t, tp, "") }
 
-// startHagListen is startHag with extra lines in hagConfig's listen section.
-func startHagListen(t *testing.T, tp *topo, listen string) {
+// startHagListen is startHag with extra lines in hagConfig's listen section,
+// and edits (old, new pairs) applied to the rest.
+func startHagListen(t *testing.T, tp *topo, listen string, edits ...string) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "hag.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(hagConfig, listen, hex.EncodeToString(testKey))), 0o600); err != nil {
+	text := strings.NewReplacer(edits...).Replace(fmt.Sprintf(hagConfig, listen, hex.EncodeToString(testKey)))
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logf, err := os.Create(filepath.Join(dir, "hag.log"))

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"hybridgw/internal/convert"
 	"hybridgw/internal/mptcp"
 	"hybridgw/internal/netlab"
 )
@@ -106,6 +107,36 @@ func TestSecurity(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHandshakeCap fills limits.handshakes_in_flight with silent clients:
+// the next request is answered Resource Exceeded and counted, and once the
+// silent ones leave a request is served again.
+func TestHandshakeCap(t *testing.T) {
+	netlab.RequireRoot(t)
+	tp := newTopo(t)
+	netlab.ServeTCP(t, tp.srv, "[::]:8084", func(c net.Conn) { io.Copy(io.Discard, c) })
+	startHagListen(t, tp, "", "handshakes_in_flight: 2000", "handshakes_in_flight: 20", "convert_read_timeout: 2s", "convert_read_timeout: 30s")
+	var silent []*net.TCPConn
+	for range 20 {
+		silent = append(silent, tp.dial(t, hagV6, nil))
+	}
+	// hag accepts asynchronously: give it the time to take all 20 slots.
+	time.Sleep(500 * time.Millisecond)
+	dst := netip.AddrPortFrom(srvV6, 8084)
+	if code := readReply(t, tp.dial(t, hagV6, request(t, dst, clientV6, testKey))); code != int(convert.ResourceExceeded) {
+		t.Fatalf("request with the handshake slots full: code %d, want %d (Resource Exceeded)", code, convert.ResourceExceeded)
+	}
+	if n := refusals(t, tp, "handshake_limit"); n != 1 {
+		t.Errorf("hag_refusals_total{reason=handshake_limit} = %d, want 1", n)
+	}
+	for _, c := range silent {
+		c.Close()
+	}
+	time.Sleep(500 * time.Millisecond)
+	if code := readReply(t, tp.dial(t, hagV6, request(t, dst, clientV6, testKey))); code != -1 {
+		t.Fatalf("request after the silent clients left: code %d", code)
 	}
 }
 
