@@ -82,18 +82,21 @@ type Deny struct {
 
 // HAGLimits bound what CPEs can make hag hold.
 type HAGLimits struct {
-	FlowsPerCPE        int           `yaml:"flows_per_cpe"`
-	FlowsTotal         int           `yaml:"flows_total"`
-	HandshakesInFlight int           `yaml:"handshakes_in_flight"`
-	NewFlowsPerSecond  float64       `yaml:"new_flows_per_second"` // per CPE
-	NewFlowsBurst      int           `yaml:"new_flows_burst"`
-	ConvertReadTimeout time.Duration `yaml:"convert_read_timeout"`
-	DialTimeout        time.Duration `yaml:"dial_timeout"`
-	IdleTimeout        time.Duration `yaml:"idle_timeout"`
-	CookieMaxSkew      time.Duration `yaml:"cookie_max_skew"`
-	NotSentLowat       int           `yaml:"notsent_lowat"` // bytes; bounds what piles up per flow
-	ResourceBackoff    time.Duration `yaml:"resource_backoff"`
-	ShutdownGrace      time.Duration `yaml:"shutdown_grace"`
+	FlowsPerCPE        int `yaml:"flows_per_cpe"`
+	FlowsTotal         int `yaml:"flows_total"`
+	HandshakesInFlight int `yaml:"handshakes_in_flight"`
+	// HandshakesPerSource bounds handshakes in flight from one IPv4
+	// address or one IPv6 /64, so one host cannot take every slot.
+	HandshakesPerSource int           `yaml:"handshakes_per_source"`
+	NewFlowsPerSecond   float64       `yaml:"new_flows_per_second"` // per CPE
+	NewFlowsBurst       int           `yaml:"new_flows_burst"`
+	ConvertReadTimeout  time.Duration `yaml:"convert_read_timeout"`
+	DialTimeout         time.Duration `yaml:"dial_timeout"`
+	IdleTimeout         time.Duration `yaml:"idle_timeout"`
+	CookieMaxSkew       time.Duration `yaml:"cookie_max_skew"`
+	NotSentLowat        int           `yaml:"notsent_lowat"` // bytes; bounds what piles up per flow
+	ResourceBackoff     time.Duration `yaml:"resource_backoff"`
+	ShutdownGrace       time.Duration `yaml:"shutdown_grace"`
 }
 
 // File is the path the config was loaded from.
@@ -196,6 +199,7 @@ func (c *HAG) validate(ps *problems) {
 	ps.positive("limits.flows_per_cpe", int64(l.FlowsPerCPE))
 	ps.positive("limits.flows_total", int64(l.FlowsTotal))
 	ps.positive("limits.handshakes_in_flight", int64(l.HandshakesInFlight))
+	ps.positive("limits.handshakes_per_source", int64(l.HandshakesPerSource))
 	if l.NewFlowsPerSecond <= 0 {
 		ps.add("limits.new_flows_per_second", "must be greater than 0")
 	}

@@ -34,6 +34,7 @@ type Gateway struct {
 	log *slog.Logger
 	m   *metrics.HAG
 	lim *limiter
+	src *sourceSlots
 
 	handshakes atomic.Int64
 	flowSeq    atomic.Uint64
@@ -50,7 +51,7 @@ type Gateway struct {
 
 // New checks what the config alone cannot tell and starts nothing.
 func New(cfg *config.HAG, log *slog.Logger) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, log: log, lim: newLimiter(cfg.Limits), live: map[*relay.Counters]struct{}{}, ready: make(chan struct{})}
+	g := &Gateway{cfg: cfg, log: log, lim: newLimiter(cfg.Limits), src: newSourceSlots(cfg.Limits.HandshakesPerSource), live: map[*relay.Counters]struct{}{}, ready: make(chan struct{})}
 	g.m = metrics.NewHAG(g.bytes)
 	return g, nil
 }
@@ -308,6 +309,16 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 		g.answer(conn, log, r)
 		return
 	}
+	srcDone := g.src.take(peer.Addr())
+	if srcDone == nil {
+		g.m.LimitHits.WithLabelValues("handshakes").Inc()
+		g.refused(log, "handshake_limit_source", "too many handshakes in flight from this source")
+		r := refuse(convert.ResourceExceeded, "too many handshakes in flight from this source")
+		r.tlv = convert.NewError(convert.ResourceExceeded, backOffSeconds(g.cfg.Limits.ResourceBackoff))
+		g.answer(conn, log, r)
+		return
+	}
+	defer srcDone()
 
 	isMPTCP, err := mptcp.Check(conn)
 	if err == nil && !isMPTCP {
@@ -349,6 +360,7 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	}
 	defer sconn.Close()
 	handshakeDone()
+	srcDone()
 	g.runFlow(ctx, conn, sconn, flowInfo{id: id, peer: peer, m: &m, plan: p, mptcp: isMPTCP, start: start}, log)
 }
 
