@@ -201,4 +201,3 @@ func checksum(b []byte) uint16 {
 	}
 	return ^uint16(sum)
 }
-
