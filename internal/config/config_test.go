@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,16 @@ func TestExampleConfigsLoad(t *testing.T) {
 	}
 	if g.Listen.Port != 5124 || len(g.CPEs) != 1 || g.CPEs[0].Clients[0].String() != "2001:db8:10::/56" {
 		t.Errorf("hag example decoded wrongly: %+v", g)
+	}
+	// Listeners safe by default: metrics on loopback only, no TCP admin
+	// API, no SYN data.
+	for name, l := range map[string]string{"hcpe metrics": h.Metrics.Listen, "hag metrics": g.Metrics.Listen} {
+		if ap, err := netip.ParseAddrPort(l); err != nil || !ap.Addr().IsLoopback() {
+			t.Errorf("%s listen on %q, want a loopback address", name, l)
+		}
+	}
+	if !strings.HasPrefix(g.Admin.Listen, "/") || !strings.HasPrefix(h.Admin.Listen, "/") || g.Listen.FastOpen || g.Listen.FastOpenNoCookieUnsafe {
+		t.Errorf("example listeners not safe by default: hag admin %q, hcpe admin %q, fast_open %v", g.Admin.Listen, h.Admin.Listen, g.Listen.FastOpen)
 	}
 	if string(g.CPEs[0].KeyRaw) != string(h.HAG.KeyRaw) {
 		t.Error("the example keys of hcpe and hag differ")
@@ -130,6 +141,8 @@ func TestHAGProblems(t *testing.T) {
 		{"limits", minimalHAG + "limits:\n  dial_timeout: -1s\n  flows_total: 0\n", []string{"hag.yaml:7: limits.dial_timeout: must be greater than 0", "hag.yaml:8: limits.flows_total"}},
 		{"allow", minimalHAG + "allow:\n  destinations: [10.0.0.0/33]\n", []string{`hag.yaml:7: allow.destinations[0]: "10.0.0.0/33" is not an IP prefix`}},
 		{"listen", minimalHAG + "metrics:\n  listen: nowhere\n", []string{`hag.yaml:7: metrics.listen: "nowhere" is not a listen address`}},
+		{"admin over TCP not meant", minimalHAG + "admin:\n  listen: 127.0.0.1:9200\n", []string{`admin.listen: "127.0.0.1:9200" is a TCP address`, "admin.tcp_exposes_reload_and_pprof"}},
+		{"no-cookie Fast Open without Fast Open", "listen:\n  fast_open_no_cookie_unsafe: true\n" + minimalHAG, []string{"listen.fast_open_no_cookie_unsafe: needs listen.fast_open: true"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -36,7 +36,7 @@ func DefaultHCPE() *HCPE {
 		// stays well under hag's pool_idle so hcpe replaces a connection
 		// before hag closes it.
 		Pool:  Pool{Floor: 2, Ceiling: 16, Window: 10 * time.Second, MaxIdle: 30 * time.Second},
-		Admin: Listen{Listen: "/run/hcpe/admin.sock"},
+		Admin: AdminListen{Listen: "/run/hcpe/admin.sock"},
 	}
 }
 
@@ -54,21 +54,22 @@ func DefaultHAG() *HAG {
 		Egress:      Egress{IPv4: "share", IPv6: "preserve"},
 		Transparent: Transparent{Install: true, Mark: 0x4847, Table: 4847, RulePriority: 100},
 		Limits: HAGLimits{
-			FlowsPerCPE:        4096,
-			FlowsTotal:         65536,
-			HandshakesInFlight: 1024,
-			NewFlowsPerSecond:  500,
-			NewFlowsBurst:      1000,
-			ConvertReadTimeout: 5 * time.Second,
-			PoolIdle:           60 * time.Second,
-			PoolPerCPE:         64,
-			DialTimeout:        10 * time.Second,
-			IdleTimeout:        2 * time.Hour,
-			CookieMaxSkew:      2 * time.Minute,
-			NotSentLowat:       256 << 10,
-			ResourceBackoff:    time.Second,
-			ShutdownGrace:      5 * time.Second,
+			FlowsPerCPE:         4096,
+			FlowsTotal:          65536,
+			HandshakesInFlight:  1024,
+			HandshakesPerSource: 64,
+			NewFlowsPerSecond:   500,
+			NewFlowsBurst:       1000,
+			ConvertReadTimeout:  5 * time.Second,
+			PoolIdle:            60 * time.Second,
+			PoolPerCPE:          64,
+			DialTimeout:         10 * time.Second,
+			IdleTimeout:         2 * time.Hour,
+			CookieMaxSkew:       2 * time.Minute,
+			NotSentLowat:        256 << 10,
+			ResourceBackoff:     time.Second,
+			ShutdownGrace:       5 * time.Second,
 		},
-		Admin: Listen{Listen: "/run/hag/admin.sock"},
+		Admin: AdminListen{Listen: "/run/hag/admin.sock"},
 	}
 }

@@ -17,7 +17,7 @@ type HAG struct {
 	Allow       Allow       `yaml:"allow"`
 	Limits      HAGLimits   `yaml:"limits"`
 	Metrics     Listen      `yaml:"metrics"`
-	Admin       Listen      `yaml:"admin"`
+	Admin       AdminListen `yaml:"admin"`
 
 	file string
 }
@@ -26,6 +26,14 @@ type HAG struct {
 type HAGListen struct {
 	Addresses []string `yaml:"addresses"`
 	Port      int      `yaml:"port"`
+	// FastOpen accepts the Convert message in the SYN (TCP Fast Open),
+	// only from clients holding an RFC 7413 cookie for their address.
+	FastOpen bool `yaml:"fast_open"`
+	// FastOpenNoCookieUnsafe accepts SYN data without a cookie: hag then
+	// reads a request whose source address nobody has proven yet. hag
+	// still authorises only after the third ACK, but a spoofer fills the
+	// handshake slots at no cost. For closed labs only.
+	FastOpenNoCookieUnsafe bool `yaml:"fast_open_no_cookie_unsafe"`
 
 	Addrs []netip.Addr `yaml:"-"`
 }
@@ -84,12 +92,15 @@ type Deny struct {
 
 // HAGLimits bound what CPEs can make hag hold.
 type HAGLimits struct {
-	FlowsPerCPE        int           `yaml:"flows_per_cpe"`
-	FlowsTotal         int           `yaml:"flows_total"`
-	HandshakesInFlight int           `yaml:"handshakes_in_flight"`
-	NewFlowsPerSecond  float64       `yaml:"new_flows_per_second"` // per CPE
-	NewFlowsBurst      int           `yaml:"new_flows_burst"`
-	ConvertReadTimeout time.Duration `yaml:"convert_read_timeout"`
+	FlowsPerCPE        int `yaml:"flows_per_cpe"`
+	FlowsTotal         int `yaml:"flows_total"`
+	HandshakesInFlight int `yaml:"handshakes_in_flight"`
+	// HandshakesPerSource bounds handshakes in flight from one IPv4
+	// address or one IPv6 /64, so one host cannot take every slot.
+	HandshakesPerSource int           `yaml:"handshakes_per_source"`
+	NewFlowsPerSecond   float64       `yaml:"new_flows_per_second"` // per CPE
+	NewFlowsBurst       int           `yaml:"new_flows_burst"`
+	ConvertReadTimeout  time.Duration `yaml:"convert_read_timeout"`
 	// PoolIdle is how long an established connection may wait for its
 	// first byte: hcpe's warm pool opens connections before it has a flow
 	// for them. Such connections count per peer address against
@@ -177,6 +188,9 @@ func (c *HAG) validate(ps *problems) {
 		}
 	}
 
+	if c.Listen.FastOpenNoCookieUnsafe && !c.Listen.FastOpen {
+		ps.add("listen.fast_open_no_cookie_unsafe", "needs listen.fast_open: true")
+	}
 	ps.oneOf("egress.ipv4", c.Egress.IPv4, "preserve", "share")
 	ps.oneOf("egress.ipv6", c.Egress.IPv6, "preserve", "share")
 	if c.Egress.Source4 != "" {
@@ -203,6 +217,7 @@ func (c *HAG) validate(ps *problems) {
 	ps.positive("limits.flows_per_cpe", int64(l.FlowsPerCPE))
 	ps.positive("limits.flows_total", int64(l.FlowsTotal))
 	ps.positive("limits.handshakes_in_flight", int64(l.HandshakesInFlight))
+	ps.positive("limits.handshakes_per_source", int64(l.HandshakesPerSource))
 	if l.NewFlowsPerSecond <= 0 {
 		ps.add("limits.new_flows_per_second", "must be greater than 0")
 	}
@@ -221,5 +236,5 @@ func (c *HAG) validate(ps *problems) {
 	ps.positive("limits.resource_backoff", int64(l.ResourceBackoff))
 	ps.positive("limits.shutdown_grace", int64(l.ShutdownGrace))
 	ps.listen("metrics.listen", c.Metrics.Listen)
-	ps.listen("admin.listen", c.Admin.Listen)
+	ps.adminListen(c.Admin)
 }

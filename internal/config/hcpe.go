@@ -16,17 +16,17 @@ const SteeringSlotTable = 100
 
 // HCPE is hcpe's configuration file.
 type HCPE struct {
-	Log     Log      `yaml:"log"`
-	LAN     LAN      `yaml:"lan"`
-	TUN     TUN      `yaml:"tun"`
-	Uplinks []Uplink `yaml:"uplinks"`
-	HAG     HAGPeer  `yaml:"hag"`
-	Bypass  Bypass   `yaml:"bypass"`
-	Limits  CPELimit `yaml:"limits"`
-	Policy  Policy   `yaml:"policy"`
-	Pool    Pool     `yaml:"pool"`
-	Metrics Listen   `yaml:"metrics"`
-	Admin   Listen   `yaml:"admin"`
+	Log     Log         `yaml:"log"`
+	LAN     LAN         `yaml:"lan"`
+	TUN     TUN         `yaml:"tun"`
+	Uplinks []Uplink    `yaml:"uplinks"`
+	HAG     HAGPeer     `yaml:"hag"`
+	Bypass  Bypass      `yaml:"bypass"`
+	Limits  CPELimit    `yaml:"limits"`
+	Policy  Policy      `yaml:"policy"`
+	Pool    Pool        `yaml:"pool"`
+	Metrics Listen      `yaml:"metrics"`
+	Admin   AdminListen `yaml:"admin"`
 
 	file string
 }
@@ -146,6 +146,14 @@ type Policy struct {
 // Listen is an optional listen address ("" disables it).
 type Listen struct {
 	Listen string `yaml:"listen"`
+}
+
+// AdminListen is where the admin API listens. It serves reload, flows and
+// pprof, so a TCP address is refused unless TCPExposesReloadAndPprof says
+// that is meant; a unix socket is guarded by its file mode.
+type AdminListen struct {
+	Listen                   string `yaml:"listen"`
+	TCPExposesReloadAndPprof bool   `yaml:"tcp_exposes_reload_and_pprof"`
 }
 
 // File is the path the config was loaded from.
@@ -283,7 +291,7 @@ func (c *HCPE) validate(ps *problems) {
 	ps.positive("pool.window", int64(c.Pool.Window))
 	ps.positive("pool.max_idle", int64(c.Pool.MaxIdle))
 	ps.listen("metrics.listen", c.Metrics.Listen)
-	ps.listen("admin.listen", c.Admin.Listen)
+	ps.adminListen(c.Admin)
 }
 
 func (l *Log) validate(ps *problems) {

@@ -103,6 +103,13 @@ func (ps *problems) listen(path, s string) string {
 	return s
 }
 
+func (ps *problems) adminListen(a AdminListen) {
+	s := ps.listen("admin.listen", a.Listen)
+	if s != "" && !strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "unix:") && !a.TCPExposesReloadAndPprof {
+		ps.add("admin.listen", "%q is a TCP address: anyone who reaches it can reload the config and read pprof; use a unix socket, or set admin.tcp_exposes_reload_and_pprof: true if that is meant", s)
+	}
+}
+
 func (ps *problems) oneOf(path, v string, allowed ...string) {
 	for _, a := range allowed {
 		if v == a {

@@ -2,6 +2,7 @@ package convert
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"strconv"
 )
@@ -269,6 +270,9 @@ func badAddr(a netip.Addr) string {
 	switch {
 	case a.IsUnspecified():
 		return "unspecified address"
+	case a.Is4() && a.As4()[0] == 0:
+		// 0.0.0.0/8, "this network" (RFC 6890): never a destination.
+		return "address in 0.0.0.0/8"
 	case a.IsLoopback():
 		return "loopback address"
 	case a.IsMulticast():
@@ -285,6 +289,11 @@ func trimOptions(b []byte, off int) ([]byte, error) {
 	end, reason := scanOptions(b)
 	if reason != "" {
 		return nil, perr(MalformedMessage, "connect.options", off+end, reason)
+	}
+	if len(b)-end >= 4 {
+		// Padding only reaches the next 32-bit boundary (§6.2.5): four
+		// zero bytes or more are not a Base Connect in disguise.
+		return nil, perr(MalformedMessage, "connect.options", off+end, "padding beyond the next 32-bit boundary")
 	}
 	if end == 0 {
 		return nil, nil
@@ -381,6 +390,13 @@ func (m *Msg) Append(b []byte) ([]byte, error) {
 				reason = "zero byte inside the options"
 			}
 			return b, &encodeError{"connect.options", reason}
+		}
+	}
+	for _, k := range m.SupportedExt {
+		if k <= 2 {
+			// EOL, NOP and MSS are never listed (§6.2.4); a zero would
+			// also read as padding.
+			return b, &encodeError{"supported_ext", fmt.Sprintf("TCP option kind %d is not allowed", k)}
 		}
 	}
 	if m.ClientAddr.IsValid() {

@@ -194,6 +194,11 @@ func TestParseViolations(t *testing.T) {
 		{"connect option length 1", "01072263 0a060050 " + mappedV4 + " 22010000", MalformedMessage, "connect.options", false},
 		{"connect option overruns", "01072263 0a060050 " + mappedV4 + " 22080000", MalformedMessage, "connect.options", false},
 		{"connect option no length", "01072263 0a060050 " + mappedV4 + " 04030022", MalformedMessage, "connect.options", false},
+		{"connect options four zero bytes", "01072263 0a060050 " + mappedV4 + " 00000000", MalformedMessage, "connect.options", false},
+		{"connect options eight zero bytes", "01082263 0a070050 " + mappedV4 + " 00000000 00000000", MalformedMessage, "connect.options", false},
+		{"connect option then a zero word", "01082263 0a070050 " + mappedV4 + " 22020000 00000000", MalformedMessage, "connect.options", false},
+		{"connect v4 this network", "01062263 0a050050 00000000 00000000 0000ffff 00000001", MalformedMessage, "connect.address", false},
+		{"connect v4 this network top", "01062263 0a050050 00000000 00000000 0000ffff 00ffffff", MalformedMessage, "connect.address", false},
 		{"connect junk after padding", "01072263 0a060050 " + mappedV4 + " 22020001", MalformedMessage, "connect.options", false},
 		{"client address length 6", "01072263 c0060050 " + v6cltHex + " 00000000", MalformedMessage, "client_address.length", false},
 		{"client address length 4", "01052263 c0040050 00000000 00000000 00000000", MalformedMessage, "client_address.length", false},
@@ -294,6 +299,10 @@ func TestAppendRejects(t *testing.T) {
 		{"trailing EOL", Msg{Connect: Connect{Dst: v4dst, Options: []byte{34, 2, 0}}}},
 		{"unspecified client", Msg{Connect: Connect{Dst: v4dst}, ClientAddr: netip.AddrPortFrom(netip.IPv6Unspecified(), 1)}},
 		{"too long", Msg{Cookie: make([]byte, MaxMsgLen)}},
+		{"this-network dst", Msg{Connect: Connect{Dst: netip.MustParseAddrPort("0.1.2.3:80")}}},
+		{"supported ext kind 0", Msg{SupportedExt: []byte{30, 0}}},
+		{"supported ext kind 1 (NOP)", Msg{SupportedExt: []byte{1}}},
+		{"supported ext kind 2 (MSS)", Msg{SupportedExt: []byte{2, 30}}},
 	}
 	for _, tt := range tests {
 		b, err := tt.msg.Append([]byte("x"))

@@ -35,6 +35,7 @@ type Gateway struct {
 	log *slog.Logger
 	m   *metrics.HAG
 	lim *limiter
+	src *sourceSlots
 
 	handshakes atomic.Int64
 	flowSeq    atomic.Uint64
@@ -52,7 +53,7 @@ type Gateway struct {
 
 // New checks what the config alone cannot tell and starts nothing.
 func New(cfg *config.HAG, log *slog.Logger) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, log: log, lim: newLimiter(cfg.Limits), live: map[*relay.Counters]struct{}{}, ready: make(chan struct{})}
+	g := &Gateway{cfg: cfg, log: log, lim: newLimiter(cfg.Limits), src: newSourceSlots(cfg.Limits.HandshakesPerSource), live: map[*relay.Counters]struct{}{}, ready: make(chan struct{})}
 	g.m = metrics.NewHAG(g.bytes)
 	return g, nil
 }
@@ -97,8 +98,13 @@ func (g *Gateway) bytes(dir string) float64 {
 // sides, so neither takes the cut stream for complete); wait for every handler; remove the
 // transparent-socket routing; stop the metrics server.
 func (g *Gateway) Run(ctx context.Context) error {
-	if err := mptcp.EnsureFastOpenServer(); err != nil {
-		return fmt.Errorf("enabling TCP Fast Open for the Convert message in the SYN: %w", err)
+	if g.cfg.Listen.FastOpen {
+		if err := mptcp.EnsureFastOpenServer(); err != nil {
+			return fmt.Errorf("enabling TCP Fast Open for the Convert message in the SYN: %w", err)
+		}
+	}
+	if g.cfg.Listen.FastOpenNoCookieUnsafe {
+		g.log.Warn("listen.fast_open_no_cookie_unsafe is set: SYN data is read before the client proved its address; requests are still authorised only after the handshake, but spoofed SYNs hold handshake slots")
 	}
 	if g.cfg.Egress.IPv4 == "preserve" || g.cfg.Egress.IPv6 == "preserve" {
 		if g.cfg.Transparent.Install {
@@ -142,14 +148,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 		} else if a.IsUnspecified() {
 			network = "tcp" // "::" is dual-stack
 		}
-		ln, err := mptcp.Listen(ctx, network, addr, mptcp.ListenOptions{})
+		ln, err := mptcp.Listen(ctx, network, addr, mptcp.ListenOptions{FastOpen: fastOpenMode(g.cfg.Listen)})
 		if err != nil {
 			return fmt.Errorf("listening on %s: %w", addr, err)
 		}
 		lns = append(lns, ln)
 		g.addrs = append(g.addrs, ln.Addr())
 		g.own.set(a, true)
-		g.log.Info("listening", "addr", ln.Addr().String(), "mptcp", true, "tfo", true)
+		g.log.Info("listening", "addr", ln.Addr().String(), "mptcp", true, "tfo", g.cfg.Listen.FastOpen, "tfo_without_cookie", g.cfg.Listen.FastOpenNoCookieUnsafe)
 	}
 
 	// Health probes from CPEs arrive on the same addresses and port, over
@@ -293,7 +299,27 @@ func (g *Gateway) acceptLoop(ln *net.TCPListener, ctx context.Context, flows *sy
 
 func (g *Gateway) isOwn(a netip.Addr) bool { return g.own.has(a) }
 
-// serve runs one flow from accept to close.
+// fastOpenMode is the listener's Fast Open setting: off unless configured,
+// and without the RFC 7413 cookie only when the operator said so by name.
+func fastOpenMode(l config.HAGListen) mptcp.FastOpenMode {
+	switch {
+	case !l.FastOpen:
+		return mptcp.FastOpenOff
+	case l.FastOpenNoCookieUnsafe:
+		return mptcp.FastOpenNoCookie
+	}
+	return mptcp.FastOpenCookie
+}
+
+// refused counts and logs one refusal by reason (hag_refusals_total).
+func (g *Gateway) refused(log *slog.Logger, reason, why string) {
+	g.m.Refusals.WithLabelValues(reason).Inc()
+	log.Warn("refused", "reason", reason, "why", why)
+}
+
+// serve runs one flow from accept to close, in phases: hold a handshake
+// slot, read the request, make sure the client's handshake completed (its
+// source address is proven), decide, connect, run the flow.
 func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	defer conn.Close()
 	id := g.flowSeq.Add(1)
@@ -309,11 +335,22 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	defer handshakeDone()
 	if n > int64(g.cfg.Limits.HandshakesInFlight) {
 		g.m.LimitHits.WithLabelValues("handshakes").Inc()
+		g.refused(log, "handshake_limit", "too many handshakes in flight")
 		r := refuse(convert.ResourceExceeded, "too many handshakes in flight")
 		r.tlv = convert.NewError(convert.ResourceExceeded, backOffSeconds(g.cfg.Limits.ResourceBackoff))
 		g.answer(conn, log, r)
 		return
 	}
+	srcDone := g.src.take(peer.Addr())
+	if srcDone == nil {
+		g.m.LimitHits.WithLabelValues("handshakes").Inc()
+		g.refused(log, "handshake_limit_source", "too many handshakes in flight from this source")
+		r := refuse(convert.ResourceExceeded, "too many handshakes in flight from this source")
+		r.tlv = convert.NewError(convert.ResourceExceeded, backOffSeconds(g.cfg.Limits.ResourceBackoff))
+		g.answer(conn, log, r)
+		return
+	}
+	defer srcDone()
 
 	isMPTCP, err := mptcp.Check(conn)
 	if err == nil && !isMPTCP {
@@ -321,94 +358,168 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 		log.Info("client connection is plain TCP (MPTCP fell back or was not offered)")
 	}
 
-	var buf [convert.MaxMsgLen]byte
-	_ = conn.SetReadDeadline(time.Now().Add(g.cfg.Limits.ConvertReadTimeout))
-	m, raw, err := convert.ReadRequest(conn, buf[:])
-	if err != nil {
-		var ne net.Error
-		switch {
-		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &ne) && ne.Timeout():
-			// Nobody to answer: the client left or never spoke.
-			log.Info("no Convert message", "err", err)
-			g.m.Flows.WithLabelValues("no_request").Inc()
-			return
-		}
-		if em, ok := convert.ErrorReply(err, raw); ok {
-			code, _ := convert.CodeOf(err)
-			log.Warn("bad Convert message", "code", code.String(), "err", err)
-			g.countRefusal(code)
-			g.waitEstablished(conn, log)
-			_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.Limits.ConvertReadTimeout))
-			_ = convert.WriteMsg(conn, &em)
-			closeGently(conn)
-			return
-		}
-		log.Warn("Convert message asks for a reset", "err", err)
-		g.m.Flows.WithLabelValues("reset").Inc()
-		_ = conn.SetLinger(0)
+	m, ok := g.readRequest(conn, log)
+	if !ok {
 		return
 	}
-	_ = conn.SetReadDeadline(time.Time{})
-
+	// With Fast Open the request may have come in the SYN, before the
+	// client proved it owns its address: nothing is decided, dialled or
+	// written until the third ACK has arrived (RFC 8803 §9, RFC 7413 §5).
+	if !g.proveSource(conn, log) {
+		return
+	}
 	if !m.Has(convert.TypeConnect) {
 		// Info alone asks which TCP extensions hag supports (§6.2.3).
-		g.waitEstablished(conn, log)
 		reply := convert.Msg{SupportedExt: supportedOptions[:]}
 		_ = convert.WriteMsg(conn, &reply)
 		g.m.Flows.WithLabelValues("info").Inc()
 		closeGently(conn)
 		return
 	}
-	dst := m.Connect.Dst
-	log = log.With("dst", dst.String())
+	log = log.With("dst", m.Connect.Dst.String())
 
-	cpe, r := authorize(g.cfg, peer.Addr(), &m, time.Now())
-	if r == nil {
-		log = log.With("cpe", cpe.ID)
-		r = checkDestination(dst.Addr(), g.isOwn, g.cfg.Allow.Prefixes, g.cfg.Deny.Prefixes)
-	}
-	if r == nil {
-		r = checkOptions(m.Connect.Options)
-	}
-	var src source
-	if r == nil {
-		src, r = chooseSource(g.cfg, cpe, peer.Addr(), &m)
-	}
-	var release func()
-	if r == nil {
-		var limit string
-		if release, limit = g.lim.acquire(cpe.ID, time.Now()); limit != "" {
-			g.m.LimitHits.WithLabelValues(limit).Inc()
-			r = refuse(convert.ResourceExceeded, "limit "+limit+" reached")
-			r.tlv = convert.NewError(convert.ResourceExceeded, backOffSeconds(g.cfg.Limits.ResourceBackoff))
-		}
-	}
+	p, r := g.decide(peer, &m)
 	if r != nil {
 		g.answer(conn, log, r)
 		return
 	}
-	defer release()
+	defer p.release()
+	log = log.With("cpe", p.cpe.ID)
 
-	start := time.Now()
-	sconn, err := dialServer(ctx, dst, src, g.cfg.Limits.DialTimeout)
-	if err != nil {
-		g.m.DialDuration.WithLabelValues("error").Observe(time.Since(start).Seconds())
-		g.answer(conn, log.With("src", src.Addr.String()), dialRefusal(err, dst.Addr()))
+	sconn, start, ok := g.connect(ctx, conn, p, log)
+	if !ok {
 		return
 	}
 	defer sconn.Close()
-	g.m.DialDuration.WithLabelValues("ok").Observe(time.Since(start).Seconds())
+	handshakeDone()
+	srcDone()
+	g.runFlow(ctx, conn, sconn, flowInfo{id: id, peer: peer, m: &m, plan: p, mptcp: isMPTCP, start: start}, log)
+}
 
-	// hag writes the reply as the first bytes after the server accepted;
-	// hcpe holds the LAN handshake until it arrives.
+// readRequest reads the Convert message under the read deadline. A bad
+// message is answered (or reset, where the RFC says so) here; ok is false
+// then and the connection is done.
+func (g *Gateway) readRequest(conn *net.TCPConn, log *slog.Logger) (m convert.Msg, ok bool) {
+	var buf [convert.MaxMsgLen]byte
+	_ = conn.SetReadDeadline(time.Now().Add(g.cfg.Limits.ConvertReadTimeout))
+	m, raw, err := convert.ReadRequest(conn, buf[:])
+	if err == nil {
+		_ = conn.SetReadDeadline(time.Time{})
+		return m, true
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &ne) && ne.Timeout():
+		// Nobody to answer: the client left or never spoke.
+		log.Info("no Convert message", "err", err)
+		g.m.Flows.WithLabelValues("no_request").Inc()
+		return m, false
+	}
+	if em, ok := convert.ErrorReply(err, raw); ok {
+		code, _ := convert.CodeOf(err)
+		log.Warn("bad Convert message", "code", code.String(), "err", err)
+		g.countRefusal(code)
+		if !g.proveSource(conn, log) {
+			return m, false
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.Limits.ConvertReadTimeout))
+		_ = convert.WriteMsg(conn, &em)
+		closeGently(conn)
+		return m, false
+	}
+	log.Warn("Convert message asks for a reset", "err", err)
+	g.m.Flows.WithLabelValues("reset").Inc()
+	_ = conn.SetLinger(0)
+	return m, false
+}
+
+// proveSource waits, bounded by the Convert deadline, until the client's
+// handshake has completed, so that its source address is proven and hag
+// may write. A connection that never gets there (a blind spoofer's SYN
+// with data) is refused without a word and reset.
+func (g *Gateway) proveSource(conn *net.TCPConn, log *slog.Logger) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Limits.ConvertReadTimeout)
+	defer cancel()
+	if err := mptcp.WaitEstablished(ctx, conn); err != nil {
+		g.refused(log, "handshake_unproven", err.Error())
+		_ = conn.SetLinger(0)
+		return false
+	}
+	return true
+}
+
+// plan is what decide admits: the CPE, the destination, the source to dial
+// from, and the limiter slot to give back when the flow ends.
+type plan struct {
+	cpe     *config.CPE
+	dst     netip.AddrPort
+	src     source
+	release func()
+}
+
+// decide runs the refusal checks in order (decide.go) and takes a limiter
+// slot; it returns a plan or the refusal to answer with.
+func (g *Gateway) decide(peer netip.AddrPort, m *convert.Msg) (plan, *refusal) {
+	dst := m.Connect.Dst
+	cpe, r := authorize(g.cfg, peer.Addr(), m, time.Now())
+	if r != nil {
+		return plan{}, r
+	}
+	if r = checkDestination(dst.Addr(), g.isOwn, g.cfg.Allow.Prefixes, g.cfg.Deny.Prefixes); r != nil {
+		return plan{}, r
+	}
+	if r = checkOptions(m.Connect.Options); r != nil {
+		return plan{}, r
+	}
+	src, r := chooseSource(g.cfg, cpe, peer.Addr(), m)
+	if r != nil {
+		return plan{}, r
+	}
+	release, limit := g.lim.acquire(cpe.ID, time.Now())
+	if limit != "" {
+		g.m.LimitHits.WithLabelValues(limit).Inc()
+		r = refuse(convert.ResourceExceeded, "limit "+limit+" reached")
+		r.tlv = convert.NewError(convert.ResourceExceeded, backOffSeconds(g.cfg.Limits.ResourceBackoff))
+		return plan{}, r
+	}
+	return plan{cpe: cpe, dst: dst, src: src, release: release}, nil
+}
+
+// connect dials the server and, once it accepted, writes the Convert reply
+// as the first bytes to the client (hcpe holds the LAN handshake until it
+// arrives). ok is false when the flow is over (refused or client gone).
+func (g *Gateway) connect(ctx context.Context, conn *net.TCPConn, p plan, log *slog.Logger) (sconn *net.TCPConn, start time.Time, ok bool) {
+	start = time.Now()
+	sconn, err := dialServer(ctx, p.dst, p.src, g.cfg.Limits.DialTimeout)
+	if err != nil {
+		g.m.DialDuration.WithLabelValues("error").Observe(time.Since(start).Seconds())
+		g.answer(conn, log.With("src", p.src.Addr.String()), dialRefusal(err, p.dst.Addr()))
+		return nil, start, false
+	}
+	g.m.DialDuration.WithLabelValues("ok").Observe(time.Since(start).Seconds())
 	g.waitEstablished(conn, log)
-	ok := convert.Msg{}
-	if err := convert.WriteMsg(conn, &ok); err != nil {
+	reply := convert.Msg{}
+	if err := convert.WriteMsg(conn, &reply); err != nil {
 		log.Info("client gone before the reply", "err", err)
 		g.m.Flows.WithLabelValues("client_gone").Inc()
-		return
+		sconn.Close()
+		return nil, start, false
 	}
-	handshakeDone()
+	return sconn, start, true
+}
+
+// flowInfo is what runFlow logs and shows on the admin API.
+type flowInfo struct {
+	id    uint64
+	peer  netip.AddrPort
+	m     *convert.Msg
+	plan  plan
+	mptcp bool
+	start time.Time
+}
+
+// runFlow relays an answered flow until it ends, with its accounting.
+func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowInfo, log *slog.Logger) {
 	g.m.Flows.WithLabelValues("ok").Inc()
 	if lw := g.cfg.Limits.NotSentLowat; lw > 0 {
 		// Bounds what queues per flow in hag: without it a fast server
@@ -417,32 +528,14 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 		_ = mptcp.SetNotSentLowat(sconn, lw)
 	}
 	local := addrPortOf(sconn.LocalAddr())
-	log.Info("flow open", "src", local.String(), "preserved", src.Preserved, "mptcp", isMPTCP, "dial", time.Since(start).Round(time.Microsecond).String())
+	log.Info("flow open", "src", local.String(), "preserved", f.plan.src.Preserved, "mptcp", f.mptcp, "dial", time.Since(f.start).Round(time.Microsecond).String())
 
-	// Subflows join after the handshake and are gone once the relay closed
-	// the socket: sample while the flow runs and keep the most seen.
-	var maxSub atomic.Int64
-	maxSub.Store(1)
-	var sample func()
-	sampler := time.AfterFunc(time.Second, func() {
-		if info, err := mptcp.Info(conn); err == nil && !info.Fallback {
-			if n := int64(info.Subflows) + 1; n > maxSub.Load() {
-				maxSub.Store(n)
-			}
-		}
-		sample()
-	})
-	var stopSampling atomic.Bool
-	sample = func() {
-		if !stopSampling.Load() {
-			sampler.Reset(5 * time.Second)
-		}
-	}
+	smp := startSubflowSampler(conn)
 	var ctr relay.Counters
 	g.mu.Lock()
 	g.live[&ctr] = struct{}{}
 	g.mu.Unlock()
-	defer g.reg.track(trackedFlow{id: id, cpe: cpe.ID, peer: peer, client: m.ClientAddr, dst: dst, src: local, preserved: src.Preserved, mptcp: isMPTCP, conn: conn, ctr: &ctr})()
+	defer g.reg.track(trackedFlow{id: f.id, cpe: f.plan.cpe.ID, peer: f.peer, client: f.m.ClientAddr, dst: f.plan.dst, src: local, preserved: f.plan.src.Preserved, mptcp: f.mptcp, conn: conn, ctr: &ctr})()
 	g.m.FlowsActive.Inc()
 	res := relay.Relay(ctx, conn, sconn, relay.Options{IdleTimeout: g.cfg.Limits.IdleTimeout, Counters: &ctr})
 	g.m.FlowsActive.Dec()
@@ -452,17 +545,50 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	g.doneBytes[1] += res.BtoA
 	g.mu.Unlock()
 
-	stopSampling.Store(true)
-	sampler.Stop()
-	subflows := maxSub.Load()
+	subflows := smp.stop()
 	g.m.Subflows.Observe(float64(subflows))
 	g.m.FlowEnds.WithLabelValues(res.End.String()).Inc()
 	attrs := []any{"reason", res.End.String(), "first", res.First.String(), "to_server", res.AtoB, "to_client", res.BtoA,
-		"duration", time.Since(start).Round(time.Millisecond).String(), "subflows", subflows}
+		"duration", time.Since(f.start).Round(time.Millisecond).String(), "subflows", subflows}
 	if res.Err != nil && res.End != relay.ReasonEOF {
 		attrs = append(attrs, "err", res.Err)
 	}
 	log.Info("flow closed", attrs...)
+}
+
+// subflowSampler keeps the most subflows a flow had. Subflows join after
+// the handshake and are gone once the relay closed the socket, so it
+// samples while the flow runs: after 1 s, then every 5 s.
+type subflowSampler struct {
+	conn    *net.TCPConn
+	max     atomic.Int64
+	stopped atomic.Bool
+	timer   *time.Timer
+}
+
+func startSubflowSampler(conn *net.TCPConn) *subflowSampler {
+	s := &subflowSampler{conn: conn}
+	s.max.Store(1)
+	s.timer = time.AfterFunc(time.Second, s.sample)
+	return s
+}
+
+func (s *subflowSampler) sample() {
+	if info, err := mptcp.Info(s.conn); err == nil && !info.Fallback {
+		if n := int64(info.Subflows) + 1; n > s.max.Load() {
+			s.max.Store(n)
+		}
+	}
+	if !s.stopped.Load() {
+		s.timer.Reset(5 * time.Second)
+	}
+}
+
+// stop ends sampling and returns the most subflows seen.
+func (s *subflowSampler) stop() int64 {
+	s.stopped.Store(true)
+	s.timer.Stop()
+	return s.max.Load()
 }
 
 // waitEstablished holds the first write until the MPTCP handshake is

@@ -103,6 +103,7 @@ func newTopo(t *testing.T) *topo {
 const hagConfig = `log: {level: debug, format: json}
 listen:
   addresses: [198.51.100.2, "2001:db8:d5::2"]
+%s
 cpes:
   - id: cpe-test
     key: %s
@@ -130,10 +131,15 @@ admin: {listen: ""}
 // SIGTERM at cleanup, checking that it exits 0 within a second and removed
 // its transparent-socket routing.
 // startHag returns hag's pid (ip netns exec execs hag in place).
-func startHag(t *testing.T, tp *topo) int {
+func startHag(t *testing.T, tp *topo) int { return startHagListen(t, tp, "") }
+
+// startHagListen is startHag with extra lines in hagConfig's listen section,
+// and edits (old, new pairs) applied to the rest.
+func startHagListen(t *testing.T, tp *topo, listen string, edits ...string) int {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "hag.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(hagConfig, hex.EncodeToString(testKey))), 0o600); err != nil {
+	text := strings.NewReplacer(edits...).Replace(fmt.Sprintf(hagConfig, listen, hex.EncodeToString(testKey)))
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logf, err := os.Create(filepath.Join(dir, "hag.log"))
@@ -254,7 +260,12 @@ func (tp *topo) dial(t *testing.T, hag netip.Addr, first []byte) *net.TCPConn {
 	t.Helper()
 	var c *net.TCPConn
 	err := tp.cpe.Do(func() (err error) {
-		c, err = mptcp.Dial(context.Background(), mptcp.DialOptions{Remote: netip.AddrPortFrom(hag, hagPort), Timeout: 5 * time.Second}, first)
+		// No SYN data: hag's listener takes none without a TFO cookie
+		// (listen.fast_open is off), as hcpe's default hag.fast_open.
+		c, err = mptcp.Dial(context.Background(), mptcp.DialOptions{Remote: netip.AddrPortFrom(hag, hagPort), Timeout: 5 * time.Second}, nil)
+		if err == nil {
+			_, err = c.Write(first)
+		}
 		return err
 	})
 	if err != nil {

@@ -17,8 +17,12 @@ type HAG struct {
 	FlowEnds           *prometheus.CounterVec // reason: eof, reset, idle, shutdown, error
 	PoolWaiting        prometheus.Gauge       // hcpe's warm connections before their first byte
 	PoolEnds           *prometheus.CounterVec // reason: closed, idle, error
-	Refusals           *prometheus.CounterVec // reason: see docs/metrics.md
+	Refusals           *prometheus.CounterVec // reason: RefusalReasons
 }
+
+// RefusalReasons are the reasons hag_refusals_total exports from the start.
+var RefusalReasons = []string{"handshake_limit", "handshake_limit_source", "handshake_unproven",
+	"destination_special", "destination_self", "destination_denied", "descriptors"}
 
 // NewHAG registers hag's collectors on a fresh registry. bytes reports the
 // bytes relayed so far in a direction ("to_server", "to_client"), live flows
@@ -51,6 +55,9 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 		HandshakesInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hag_handshakes_in_flight", Help: "Connections between accept and the Convert reply.",
 		}),
+		Refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hag_refusals_total", Help: "Connections and requests hag refused, by reason.",
+		}, []string{"reason"}),
 		FlowEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hag_flow_ends_total", Help: "Relayed flows that ended, by reason.",
 		}, []string{"reason"}),
@@ -60,12 +67,6 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 		PoolEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hag_pool_ends_total", Help: "Warm-pool connections that ended before their first byte, by reason (closed, idle, error).",
 		}, []string{"reason"}),
-		Refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hag_refusals_total", Help: "Connections and requests hag refused, by reason.",
-		}, []string{"reason"}),
-	}
-	for _, reason := range []string{"destination_special", "destination_self", "destination_denied", "descriptors"} {
-		m.Refusals.WithLabelValues(reason)
 	}
 	for _, dir := range []string{"to_server", "to_client"} {
 		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -75,5 +76,8 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.ConvertErrors, m.DialDuration,
 		m.MPTCPFallbacks, m.Subflows, m.LimitHits, m.HandshakesInFlight, m.FlowEnds,
 		m.PoolWaiting, m.PoolEnds, m.Refusals)
+	for _, r := range RefusalReasons {
+		m.Refusals.WithLabelValues(r)
+	}
 	return m
 }

@@ -17,9 +17,30 @@ type ListenOptions struct {
 	// whose SYN carried data may wait for Accept before further data-SYNs
 	// are answered as ordinary SYNs. Zero means DefaultFastOpenQueue.
 	FastOpenQueue int
+	// FastOpen chooses whether the listener accepts data in the SYN, and
+	// on what proof of the source address (see FastOpenMode).
+	FastOpen FastOpenMode
 	// Control hooks run in order on the listening socket.
 	Control []ControlFunc
 }
+
+// FastOpenMode is how a listener treats data in a SYN.
+type FastOpenMode int
+
+const (
+	// FastOpenNoCookie keeps SYN data without an RFC 7413 cookie. The
+	// source address is then unproven when Accept returns: a blind spoofer
+	// can have its payload read. Only for closed labs; callers that face
+	// the Internet choose FastOpenOff or FastOpenCookie.
+	FastOpenNoCookie FastOpenMode = iota
+	// FastOpenOff: no TCP_FASTOPEN at all; Accept returns after the third
+	// ACK and SYN data is acknowledged only after it.
+	FastOpenOff
+	// FastOpenCookie keeps SYN data only with a valid RFC 7413 cookie,
+	// which the client can hold only if it received an earlier SYN-ACK at
+	// its address.
+	FastOpenCookie
+)
 
 // DefaultFastOpenQueue is the TCP_FASTOPEN queue length Listen uses when
 // ListenOptions.FastOpenQueue is zero; it matches the default somaxconn.

@@ -76,9 +76,9 @@ func control(c syscall.RawConn, fn func(fd int) error) error {
 	return ferr
 }
 
-// Listen opens an MPTCP listener with TCP Fast Open that accepts data in
-// the SYN without a cookie (RFC 8803 App. A.2), so hag reads the Convert
-// message with the first Read after Accept. network is "tcp", "tcp4" or
+// Listen opens an MPTCP listener; opts.FastOpen says whether and on what
+// proof it accepts data in the SYN (the zero value, FastOpenNoCookie, takes
+// it without a cookie, RFC 8803 App. A.2). network is "tcp", "tcp4" or
 // "tcp6", addr as for net.Listen ("[::]:5124" is dual-stack).
 //
 // The netns must also allow server-side TFO (EnsureFastOpenServer); without
@@ -101,11 +101,17 @@ func Listen(ctx context.Context, network, addr string, opts ListenOptions) (*net
 				if err := replaceWithMPTCP(fd); err != nil {
 					return err
 				}
+				if opts.FastOpen == FastOpenOff {
+					return nil
+				}
 				if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_FASTOPEN, qlen); err != nil {
 					return fmt.Errorf("setting TCP_FASTOPEN: %w", err)
 				}
-				// Accept SYN data without a TFO cookie: the Convert
-				// message authenticates the CPE instead (RFC 8803 §6.2.7).
+				if opts.FastOpen != FastOpenNoCookie {
+					return nil
+				}
+				// Accept SYN data without a TFO cookie (RFC 8803 App.
+				// A.2): the source is unproven until the third ACK.
 				if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_FASTOPEN_NO_COOKIE, 1); err != nil {
 					return fmt.Errorf("setting TCP_FASTOPEN_NO_COOKIE: %w", err)
 				}
