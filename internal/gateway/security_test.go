@@ -110,9 +110,11 @@ func TestSecurity(t *testing.T) {
 	}
 }
 
-// TestHandshakeCap fills limits.handshakes_in_flight with silent clients:
-// the next request is answered Resource Exceeded and counted, and once the
-// silent ones leave a request is served again.
+// TestHandshakeCap fills limits.handshakes_in_flight with clients that send
+// the first byte of a Convert message and stall (a connection that sends
+// nothing at all is a warm-pool connection, held under pool_per_cpe
+// instead): the next request is answered Resource Exceeded and counted, and
+// once the stalled ones leave a request is served again.
 func TestHandshakeCap(t *testing.T) {
 	netlab.RequireRoot(t)
 	tp := newTopo(t)
@@ -120,7 +122,7 @@ func TestHandshakeCap(t *testing.T) {
 	startHagListen(t, tp, "", "handshakes_in_flight: 2000", "handshakes_in_flight: 20", "convert_read_timeout: 2s", "convert_read_timeout: 30s")
 	var silent []*net.TCPConn
 	for range 20 {
-		silent = append(silent, tp.dial(t, hagV6, nil))
+		silent = append(silent, tp.dial(t, hagV6, []byte{1})) // version 1, then nothing
 	}
 	// hag accepts asynchronously: give it the time to take all 20 slots.
 	time.Sleep(500 * time.Millisecond)
