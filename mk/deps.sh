@@ -4,7 +4,7 @@
 # and fast when everything is present: apt-get runs only when a program or
 # package is missing.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "${BASH_SOURCE[0]%/*}/.."
 export PATH=/usr/local/go/bin:/usr/sbin:/sbin:$PATH
 GO=${GO:-go}
 
