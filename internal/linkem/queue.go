@@ -183,6 +183,13 @@ func (d *direction) release(now time.Time, stage [][]byte, off int, out [][]byte
 	return n, bytes, next
 }
 
+// held returns how many packets the direction holds (queued or propagating).
+func (d *direction) held() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.heap)
+}
+
 func (d *direction) slot(s int32) []byte {
 	o := int(s) * d.slotSize
 	return d.arena[o : o+d.slotSize : o+d.slotSize]
