@@ -24,7 +24,7 @@ build:
 
 ## test: every tier — pure, root-in-a-namespace and end-to-end. Root tests
 ## fail (not skip) when they cannot run under CI=true.
-test: build
+test: deps build
 	$(GO) vet ./...
 	$(GO) test $(TEST_FLAGS) ./...
 

@@ -32,13 +32,13 @@ BENCH_SMOKE_OUT    ?= bench/out-smoke
 BENCH_SMOKE_PREFIX ?= bsmk-
 
 .PHONY: bench bench-smoke bench-harness
-bench: build bench-harness
+bench: deps build bench-harness
 	@mkdir -p $(BENCH_OUT)
 	$(BIN)/bench -out $(BENCH_OUT) -prefix $(BENCH_PREFIX) -bin $(BIN) \
 	  -configs configs -profiles test/lab/profiles \
 	  -version '$(VERSION)' -commit '$(COMMIT)' $(BENCH_FLAGS)
 
-bench-smoke: build bench-harness
+bench-smoke: deps build bench-harness
 	@mkdir -p $(BENCH_SMOKE_OUT)
 	$(BIN)/bench -out $(BENCH_SMOKE_OUT) -prefix $(BENCH_SMOKE_PREFIX) -bin $(BIN) \
 	  -configs configs -profiles test/lab/profiles \

@@ -36,7 +36,7 @@ lab-hglab:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(HGLAB) ./cmd/hglab
 
-lab-up: lab-hglab
+lab-up: deps lab-hglab
 	@mkdir -p $(LAB_RUN_DIR)
 	@if $(HGLAB) status $(HGLAB_FLAGS) >/dev/null 2>&1; then \
 		echo "lab $(LAB_PREFIX) is already up (make lab-down first)"; exit 1; fi
@@ -58,5 +58,5 @@ lab-down: lab-hglab
 	$(HGLAB) down $(HGLAB_FLAGS)
 
 # build (top-level Makefile) builds bin/hcpe, bin/hag and bin/hglab.
-lab: build
+lab: deps build
 	$(HGLAB) demo --prefix $(LAB_PREFIX) --bin $(BIN) --configs $(LAB_CONFIGS) --seconds $(LAB_SECONDS)

@@ -207,11 +207,18 @@ func newStatus(g *globals) *cobra.Command {
 func printStatus(s *netlab.Status) {
 	fmt.Printf("lab %s (pid %d): %s\n", s.Prefix, s.PID, strings.Join(s.Namespaces, " "))
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "LINK\tDIR\tPROFILE\tPACKETS\tBYTES\tDROP queue/loss/down/overflow\tWRITE ERR")
+	fmt.Fprintln(w, "LINK\tDIR\tPROFILE\tPACKETS\tBYTES\tDROP queue/loss/down/overflow\tWRITE ERR\tLATE mean/max/>1ms")
 	for _, l := range s.Links {
 		row := func(dir, text string, st linkem.Stats) {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d/%d/%d/%d\t%d\n", l.Name, dir, text, st.Packets, st.Bytes,
-				st.DroppedQueue, st.DroppedLoss, st.DroppedDown, st.DroppedOverflow, st.WriteErrors)
+			// Lateness: how long after its due time the emulator released a
+			// packet (never before it).
+			var mean time.Duration
+			if st.Packets > 0 {
+				mean = time.Duration(st.LateNs / st.Packets)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d/%d/%d/%d\t%d\t%v/%v/%d\n", l.Name, dir, text, st.Packets, st.Bytes,
+				st.DroppedQueue, st.DroppedLoss, st.DroppedDown, st.DroppedOverflow, st.WriteErrors,
+				mean.Round(time.Microsecond), time.Duration(st.LateMaxNs).Round(time.Microsecond), st.LateOver1ms)
 		}
 		row("up", l.UpText, l.UpStats)
 		row("down", l.DownText, l.DownStats)

@@ -17,6 +17,9 @@ import (
 
 const (
 	timerSlack = 800 * time.Microsecond
+	// spinMaxHeld is the most packets a direction may hold for its loop to
+	// spin out the last timerSlack before a release instead of re-arming.
+	spinMaxHeld = 4
 	// batchSize is the most packets one read yields (a 64 KiB GSO packet
 	// split at the MSS) and one write takes.
 	batchSize = conn.IdealBatchSize
@@ -268,6 +271,7 @@ func (l *Link) forward(ctx context.Context, src, dst tun.Device, dir *direction,
 		badReads int
 		armed    time.Time
 		fired    bool
+		woke     bool // the deadline fired: the next packet is due within timerSlack
 	)
 	for {
 		next, err := l.flush(dst, dir, stage, out)
@@ -276,14 +280,26 @@ func (l *Link) forward(ctx context.Context, src, dst tun.Device, dir *direction,
 		}
 		// Go's timers wake up late (the netpoller waits in whole
 		// milliseconds; measured here: 0.78 ms median on a 7.5 ms wait),
-		// which added ~1.6 ms to every round trip. Arm the deadline early
-		// and let flush release what falls due within the same slack: on
-		// average a packet now leaves on time. Sleeping out the remainder
-		// instead (nanosleep) was accurate but blocked reads, and cost 17 %
-		// of the rate at 20 Mbit/s.
-		if !next.IsZero() {
+		// which added ~1.6 ms to every round trip. Arm the deadline
+		// timerSlack early; when it fires with the next packet not yet due,
+		// never release it early (a real link never delivers before its
+		// time): on a nearly idle direction (a ping, a handshake) yield
+		// until it is due, which is exact and cheap; on a busy one re-arm
+		// at the due time itself, as spinning or sleeping there blocked
+		// reads and cost 17 % of the rate at 20 Mbit/s and a core of CPU.
+		// The lateness either costs is counted (Stats.Late*).
+		if woke && !next.IsZero() && time.Until(next) <= timerSlack {
+			woke = false
+			if dir.held() <= spinMaxHeld {
+				for time.Now().Before(next) {
+					runtime.Gosched()
+				}
+				continue
+			}
+		} else if !next.IsZero() {
 			next = next.Add(-timerSlack)
 		}
+		woke = false
 		// Re-arming costs a runtime timer update (and sometimes a netpoller
 		// wake-up): skip it when the deadline already in place is right.
 		if !next.Equal(armed) || fired {
@@ -298,7 +314,7 @@ func (l *Link) forward(ctx context.Context, src, dst tun.Device, dir *direction,
 				return nil
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				fired = true
+				fired, woke = true, true
 				continue // the next packet is due
 			}
 			if errors.Is(err, os.ErrClosed) {
@@ -327,7 +343,7 @@ func (l *Link) forward(ctx context.Context, src, dst tun.Device, dir *direction,
 // next one will be (zero: none queued).
 func (l *Link) flush(dst tun.Device, dir *direction, stage, out [][]byte) (time.Time, error) {
 	for {
-		n, bytes, next := dir.release(time.Now().Add(timerSlack), stage, writeOffset, out)
+		n, bytes, next := dir.release(time.Now(), stage, writeOffset, out)
 		if n == 0 {
 			return next, nil
 		}

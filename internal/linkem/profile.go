@@ -164,4 +164,9 @@ type Stats struct {
 	Stripped        uint64 // packets whose MPTCP options were stripped
 	ReadErrors      uint64 // malformed or unsplittable reads from the near device
 	WriteErrors     uint64 // failed batch writes to the far device (e.g. it is down)
+	// Lateness of released packets (release time minus due time; never
+	// negative: no packet leaves before its time). LateNs sums it, so
+	// LateNs/Packets is the mean; LateMaxNs is the worst so far;
+	// LateOver1ms counts packets released more than 1 ms late.
+	LateNs, LateMaxNs, LateOver1ms uint64
 }

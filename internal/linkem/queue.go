@@ -36,6 +36,7 @@ type counters struct {
 	packets, bytes                              atomic.Uint64
 	dropQueue, dropLoss, dropDown, dropOverflow atomic.Uint64
 	stripped, readErrors, writeErrors           atomic.Uint64
+	lateNs, lateMaxNs, lateOver1ms              atomic.Uint64
 }
 
 func newDirection(p Profile, slots, slotSize int) *direction {
@@ -89,6 +90,9 @@ func (d *direction) stats() Stats {
 		Stripped:        c.stripped.Load(),
 		ReadErrors:      c.readErrors.Load(),
 		WriteErrors:     c.writeErrors.Load(),
+		LateNs:          c.lateNs.Load(),
+		LateMaxNs:       c.lateMaxNs.Load(),
+		LateOver1ms:     c.lateOver1ms.Load(),
 	}
 }
 
@@ -141,14 +145,29 @@ func (d *direction) admit(now time.Time, pkts [][]byte) {
 // len(stage) of them, into stage[i][off:], and sets out[i] to
 // stage[i][:off+len]. It returns how many it released and when the next
 // packet is due (zero if none is left), at which time the caller must call
-// it again.
+// it again. A packet due after now is never released; how late each
+// released one is goes into the lateness counters.
 func (d *direction) release(now time.Time, stage [][]byte, off int, out [][]byte) (n int, bytes uint64, next time.Time) {
+	var lateSum, lateMax, over uint64
+	defer func() {
+		c := &d.ctr
+		addNonZero(&c.lateNs, lateSum)
+		addNonZero(&c.lateOver1ms, over)
+		for cur := c.lateMaxNs.Load(); lateMax > cur && !c.lateMaxNs.CompareAndSwap(cur, lateMax); cur = c.lateMaxNs.Load() {
+		}
+	}()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for n < len(stage) && len(d.heap) > 0 {
 		s := d.heap[0]
 		if d.at[s].After(now) {
 			break
+		}
+		late := uint64(now.Sub(d.at[s]))
+		lateSum += late
+		lateMax = max(lateMax, late)
+		if late > uint64(time.Millisecond) {
+			over++
 		}
 		d.pop()
 		l := int(d.lens[s])
@@ -162,6 +181,13 @@ func (d *direction) release(now time.Time, stage [][]byte, off int, out [][]byte
 		next = d.at[d.heap[0]]
 	}
 	return n, bytes, next
+}
+
+// held returns how many packets the direction holds (queued or propagating).
+func (d *direction) held() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.heap)
 }
 
 func (d *direction) slot(s int32) []byte {

@@ -96,3 +96,60 @@ func TestDirectionDoesNotAllocate(t *testing.T) {
 		t.Errorf("admit+release allocate %v times per batch", a)
 	}
 }
+
+// TestDirectionNeverReleasesEarly steps a clock through a rate-limited,
+// jittered stream in increments finer than the packet spacing and checks
+// every released packet was due (its due time is the model's: admit time
+// plus the smallest possible delay bounds it from below), and that the
+// lateness counters add up to what the clock steps imply.
+func TestDirectionNeverReleasesEarly(t *testing.T) {
+	const delay = 10 * time.Millisecond
+	d := newDirection(Profile{RateBps: 20_000_000, Delay: delay, Jitter: 2 * time.Millisecond}, 256, 1500)
+	t0 := time.Unix(1000, 0)
+	for i := range 100 {
+		d.admit(t0.Add(time.Duration(i)*100*time.Microsecond), [][]byte{pkt(byte(i), 1400)})
+	}
+	stage := make([][]byte, 8)
+	for i := range stage {
+		stage[i] = make([]byte, 16+1500)
+	}
+	out := make([][]byte, 8)
+	released := 0
+	var wantLate uint64
+	for now := t0; released < 100 && now.Before(t0.Add(time.Second)); now = now.Add(37 * time.Microsecond) {
+		// Peek at the due times of what release is about to hand out.
+		d.mu.Lock()
+		var dues []time.Time
+		for _, s := range d.heap {
+			if !d.at[s].After(now) {
+				dues = append(dues, d.at[s])
+			}
+		}
+		d.mu.Unlock()
+		n, _, next := d.release(now, stage, 16, out)
+		if n > len(dues) {
+			t.Fatalf("at +%v released %d packets, only %d were due", now.Sub(t0), n, len(dues))
+		}
+		if !next.IsZero() && n < len(stage) && !next.After(now) {
+			t.Fatalf("at +%v next due +%v is not in the future after a partial release", now.Sub(t0), next.Sub(t0))
+		}
+		slices.SortFunc(dues, func(a, b time.Time) int { return a.Compare(b) })
+		for _, due := range dues[:n] {
+			if due.After(now) {
+				t.Fatalf("packet due at +%v released at +%v", due.Sub(t0), now.Sub(t0))
+			}
+			wantLate += uint64(now.Sub(due))
+		}
+		released += n
+	}
+	if released != 100 {
+		t.Fatalf("released %d of 100", released)
+	}
+	st := d.stats()
+	if st.LateNs != wantLate {
+		t.Errorf("LateNs %d, want %d", st.LateNs, wantLate)
+	}
+	if st.LateMaxNs == 0 || st.LateMaxNs > uint64(37*time.Microsecond) {
+		t.Errorf("LateMaxNs %v, want in (0, 37µs] for a clock stepping by 37µs", time.Duration(st.LateMaxNs))
+	}
+}
