@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Figure 8 models a router: each system's daemons are confined to one core
+// Figure 9 models a router: each system's daemons are confined to one core
 // by a CPU cgroup with a quota of one core (cfs quota = period on cgroup v1,
 // cpu.max on v2), the same for every system, and figure 4's unshaped
 // downloads run again. The bench's own processes (emulator, client, server)
@@ -21,7 +21,7 @@ import (
 // machine's busy cores are reported too.
 
 // oneCoreFigure is the figure's number in -figures.
-const oneCoreFigure = "8"
+const oneCoreFigure = "9"
 
 // cpuQuotaGroup is a CPU cgroup holding some processes; release moves them
 // back to the root group and removes it.
@@ -91,7 +91,7 @@ func (g *cpuQuotaGroup) release() error {
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-// oneCore measures figure 8 for s: one flow and b.opts.Flows flows, the
+// oneCore measures figure 9 for s: one flow and b.opts.Flows flows, the
 // daemons confined to one core.
 func (b *bench) oneCore(ctx context.Context, s *system) {
 	if s.name == sysDirect {
@@ -108,12 +108,12 @@ func (b *bench) oneCore(ctx context.Context, s *system) {
 	slices.Sort(list)
 	g, err := newOneCoreGroup(b.opts.Prefix+"onecore-"+s.name, list)
 	if err != nil {
-		b.errorf("figure 8 %s: %v", s.name, err)
+		b.errorf("figure 9 %s: %v", s.name, err)
 		return
 	}
 	defer func() {
 		if err := g.release(); err != nil {
-			b.errorf("figure 8 %s: %v", s.name, err)
+			b.errorf("figure 9 %s: %v", s.name, err)
 		}
 	}()
 	for _, n := range []int{1, b.opts.Flows} {
@@ -147,12 +147,12 @@ func (b *bench) oneCore(ctx context.Context, s *system) {
 	}
 }
 
-// oneCoreMD renders figure 8.
+// oneCoreMD renders figure 9.
 func (r *Report) oneCoreMD(b *strings.Builder) {
 	if len(r.OneCore) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "\n## 8. Throughput with the daemons confined to one core (links unshaped)\n\n")
+	fmt.Fprintf(b, "\n## 9. Throughput with the daemons confined to one core (links unshaped)\n\n")
 	t := newTable(b, "system", "flows", "goodput Mbit/s", "per-process cores", "daemon cores", "daemon cores per Gbit/s", "bench process cores (emulator+client+server)", "machine busy cores")
 	for _, e := range r.OneCore {
 		t.row(e.System, fmt.Sprint(e.Flows), f1(e.GoodputMbps), coresCell(e.Cores), f2(e.DaemonCores), f2(e.PerGbps), f2(e.BenchCores), f2(e.MachineCores)+errCell(e.Err))

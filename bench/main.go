@@ -61,7 +61,7 @@ type options struct {
 	Render string // re-render report.md from this report.json and exit
 
 	Systems string // comma-separated subset, for iterating
-	Figures string // comma-separated subset of 1..8
+	Figures string // comma-separated subset of 1..9
 
 	// Figure 7, hag's connection rate: offered rates in flows/s, each for
 	// RateStep, at most RateInFlight connections open at once, each given
@@ -109,7 +109,7 @@ func main() {
 	flag.DurationVar(&o.Budget, "budget", 14*time.Minute, "time budget of the whole run")
 	flag.DurationVar(&o.PolicyHold, "policy-hold", 5*time.Second, "hcpe's policy min_hold, waited out before each hybridgw transfer")
 	flag.StringVar(&o.Systems, "systems", "direct,hybridgw,hybridgw-bond,peer", "systems to run (comma-separated)")
-	flag.StringVar(&o.Figures, "figures", "1,2,3,4,5,6,7,8", "figures to measure (comma-separated)")
+	flag.StringVar(&o.Figures, "figures", "1,2,3,4,5,6,7,8,9", "figures to measure (comma-separated)")
 	flag.StringVar(&o.Render, "render", "", "only re-render report.md next to this report.json (same run, current renderer)")
 	flag.Parse()
 	if o.Render != "" {

@@ -65,7 +65,7 @@ type Report struct {
 	FCT        []FCTRow      `json:"fct"`
 	Handover   []HandoverRow `json:"handover"`
 	CPU        []CPURow      `json:"cpu"`
-	OneCore    []CPURow      `json:"one_core,omitempty"` // figure 8, fig_onecore_linux.go
+	OneCore    []CPURow      `json:"one_core,omitempty"` // figure 9, fig_onecore_linux.go
 	Memory     []MemRow      `json:"memory"`
 	Emulator   []EmuRow      `json:"emulator"`
 	Rate       []RateRun     `json:"connection_rate"`

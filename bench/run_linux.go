@@ -289,7 +289,7 @@ func (b *bench) phase(ctx context.Context, name string) {
 	if want(o.Figures, "4") && ctx.Err() == nil && b.fits("figure 4 "+name, 2*o.CPU+5*time.Second) {
 		b.cpuCeiling(ctx, s)
 	}
-	if want(o.Figures, oneCoreFigure) && ctx.Err() == nil && b.fits("figure 8 "+name, 2*o.CPU+5*time.Second) {
+	if want(o.Figures, oneCoreFigure) && ctx.Err() == nil && b.fits("figure 9 "+name, 2*o.CPU+5*time.Second) {
 		b.oneCore(ctx, s)
 	}
 	if err := s.alive(); err != nil {
