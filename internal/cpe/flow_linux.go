@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -90,7 +91,7 @@ func (c *CPE) dial(ctx context.Context, id netstack.FlowID) (netstack.Upstream, 
 	// never answers), the flow dials afresh as if the pool were empty; an
 	// answer from hag, a refusal included, is final.
 	if w, ok := c.pool.take(); ok {
-		err := c.exchange(ctx, w.conn, first, timeout)
+		err := c.exchangeWarm(ctx, w.conn, w.uplink, first, timeout)
 		var re *convert.RemoteError
 		if err == nil || errors.As(err, &re) {
 			f.uplink = w.uplink
@@ -147,6 +148,46 @@ func (c *CPE) exchange(ctx context.Context, conn *net.TCPConn, msg []byte, timeo
 	stop()
 	_ = conn.SetReadDeadline(time.Time{})
 	return err
+}
+
+// errWarmStalled: a warm connection's Convert message was not acknowledged
+// within the race delay, so its path went dead while it sat in the pool.
+var errWarmStalled = errors.New("the Convert message was not acknowledged in time")
+
+// exchangeWarm is exchange on a warm connection, which may have gone dead
+// in the pool without a sign (an uplink that black-holes sends no reset).
+// A fresh dial races another uplink after raceDelay; a warm connection
+// gets the same bound, but only for the acknowledgement of its message:
+// once hag's kernel has acknowledged it, the path is alive and the reply
+// waits for hag's dial to the server, under the full timeout.
+func (c *CPE) exchangeWarm(ctx context.Context, conn *net.TCPConn, uplink string, msg []byte, timeout time.Duration) error {
+	start := time.Now()
+	_ = conn.SetWriteDeadline(start.Add(timeout))
+	_, err := conn.Write(msg)
+	_ = conn.SetWriteDeadline(time.Time{})
+	if err != nil {
+		return fmt.Errorf("writing the Convert message: %w", err)
+	}
+	race := raceDelay(c.health.rtt(uplink))
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
+	_ = conn.SetReadDeadline(start.Add(race))
+	err = mptcp.WaitReadable(conn)
+	stop()
+	_ = conn.SetReadDeadline(time.Time{})
+	if err != nil && ctx.Err() == nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		n, uerr := mptcp.Unacked(conn)
+		if uerr != nil {
+			return uerr
+		}
+		if n > 0 {
+			return fmt.Errorf("%w (%d bytes after %v)", errWarmStalled, n, race)
+		}
+		err = nil // acknowledged: hag is dialling the server
+	}
+	if err != nil {
+		return err
+	}
+	return c.exchange(ctx, conn, nil, timeout-time.Since(start))
 }
 
 // converted finishes dial once hag answered (err nil) or failed.

@@ -57,3 +57,22 @@ func WaitReadable(conn *net.TCPConn) error {
 	}
 	return nil
 }
+
+// Unacked is how many bytes written on conn the peer has not acknowledged
+// yet (SIOCOUTQ; on an MPTCP socket, at the connection level, so a byte
+// acknowledged over any subflow counts as delivered).
+func Unacked(conn *net.TCPConn) (int, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("reading the unacknowledged bytes: %w", err)
+	}
+	var n int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); err != nil {
+		return 0, fmt.Errorf("reading the unacknowledged bytes: %w", err)
+	}
+	if ierr != nil {
+		return 0, fmt.Errorf("reading the unacknowledged bytes: SIOCOUTQ: %w", ierr)
+	}
+	return n, nil
+}

@@ -12,3 +12,6 @@ func Quiet(*net.TCPConn) bool { return false }
 
 // WaitReadable needs Linux.
 func WaitReadable(*net.TCPConn) error { return errors.ErrUnsupported }
+
+// Unacked needs Linux.
+func Unacked(*net.TCPConn) (int, error) { return 0, errors.ErrUnsupported }

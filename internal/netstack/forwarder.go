@@ -237,6 +237,13 @@ func (f *forwarder) handle(r *tcp.ForwarderRequest) {
 	f.c.flows.Add(1)
 
 	f.cfg.Handle(f.ctx, lan, up)
+	if f.ctx.Err() != nil {
+		// Shutdown cut the handler short: whatever it did not close
+		// itself must reach both ends as a reset, not a FIN, and this
+		// close can win the race against shutdown's abortAll.
+		lan.Abort()
+		abortUpstream(up)
+	}
 	_ = lan.Close()
 	_ = up.Close()
 

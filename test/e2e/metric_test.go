@@ -27,6 +27,7 @@ hcpe_mptcp_fallbacks_total 3
 		{"no labels", "hcpe_mptcp_fallbacks_total", nil, 3, false},
 		{"prefix of another name", "hcpe_mptcp_fallbacks", nil, 0, true},
 		{"renamed or missing", "hcpe_uplink_alive", nil, 0, true},
+		{"catalogued, no series observed yet", "hcpe_pool_discarded_total", []string{`reason="dead"`}, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := sumMetric(exp, tc.metric, tc.fragments...)
