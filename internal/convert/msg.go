@@ -234,6 +234,14 @@ func (m *Msg) parseTLV(t TLVType, v []byte, off int) error {
 		// Kind 0 is EOL, never a supported extension, so trailing zeros are
 		// padding (§6.2.4).
 		m.SupportedExt = trimZeros(v[4:len(v):len(v)])
+		for i, k := range m.SupportedExt {
+			// Kinds 1 and 2 MUST NOT appear (§6.2.4); a 0 before the
+			// padding is an EOL in the middle of the list. Append refuses
+			// the same kinds, so what parses re-encodes.
+			if k <= 2 {
+				return perr(MalformedMessage, "supported_ext.kind", off+4+i, "Supported TCP Extensions lists kind 0, 1 or 2")
+			}
+		}
 	case TypeCookie:
 		m.Cookie = v[4:len(v):len(v)]
 	case TypeError:

@@ -311,6 +311,16 @@ func fastOpenMode(l config.HAGListen) mptcp.FastOpenMode {
 	return mptcp.FastOpenCookie
 }
 
+// busy turns away a connection that a handshake bound refused: counted as
+// a limit hit and a refusal, answered Resource Exceeded with hag's back-off.
+func (g *Gateway) busy(conn *net.TCPConn, log *slog.Logger, reason, why string) {
+	g.m.LimitHits.WithLabelValues("handshakes").Inc()
+	g.refused(log, reason, why)
+	r := refuse(convert.ResourceExceeded, why)
+	r.tlv = convert.NewError(convert.ResourceExceeded, backOffSeconds(g.cfg.Limits.ResourceBackoff))
+	g.answer(conn, log, r)
+}
+
 // refused counts and logs one refusal by reason (hag_refusals_total).
 func (g *Gateway) refused(log *slog.Logger, reason, why string) {
 	g.m.Refusals.WithLabelValues(reason).Inc()
@@ -334,20 +344,12 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	handshakeDone := sync.OnceFunc(func() { g.handshakes.Add(-1); g.m.HandshakesInFlight.Dec() })
 	defer handshakeDone()
 	if n > int64(g.cfg.Limits.HandshakesInFlight) {
-		g.m.LimitHits.WithLabelValues("handshakes").Inc()
-		g.refused(log, "handshake_limit", "too many handshakes in flight")
-		r := refuse(convert.ResourceExceeded, "too many handshakes in flight")
-		r.tlv = convert.NewError(convert.ResourceExceeded, backOffSeconds(g.cfg.Limits.ResourceBackoff))
-		g.answer(conn, log, r)
+		g.busy(conn, log, "handshake_limit", "too many handshakes in flight")
 		return
 	}
 	srcDone := g.src.take(peer.Addr())
 	if srcDone == nil {
-		g.m.LimitHits.WithLabelValues("handshakes").Inc()
-		g.refused(log, "handshake_limit_source", "too many handshakes in flight from this source")
-		r := refuse(convert.ResourceExceeded, "too many handshakes in flight from this source")
-		r.tlv = convert.NewError(convert.ResourceExceeded, backOffSeconds(g.cfg.Limits.ResourceBackoff))
-		g.answer(conn, log, r)
+		g.busy(conn, log, "handshake_limit_source", "too many handshakes in flight from this source")
 		return
 	}
 	defer srcDone()

@@ -121,27 +121,35 @@ func (s *Stack) readLoop(ep *channel.Endpoint) error {
 			streak = 0
 			continue
 		}
-		if s.fwd.isShutdown() {
-			// The device is being closed under us; whatever it reports
-			// now (closed file, wireguard-go's netlink listener ending)
-			// is the end.
-			return nil
-		}
-		if errors.Is(err, os.ErrClosed) {
-			return fmt.Errorf("netstack: reading TUN: %w", err)
-		}
-		// Per-packet errors (a malformed virtio header, a GSO packet with
-		// more segments than buffers) lose that packet only. Log the first
-		// of a streak; back off if the device keeps failing.
-		s.c.tunReadErrors.Add(1)
-		if streak == 0 {
-			s.cfg.Logger.Warn("netstack: reading TUN", "err", err)
-		}
-		streak++
-		if streak > 100 {
-			time.Sleep(10 * time.Millisecond)
+		if done, err := s.readFailed(err, &streak); done {
+			return err
 		}
 	}
+}
+
+// readFailed handles a failed TUN read for both read loops; done is true
+// when the loop must end, with the error to return (nil at shutdown).
+func (s *Stack) readFailed(err error, streak *int) (done bool, _ error) {
+	if s.fwd.isShutdown() {
+		// The device is being closed under us; whatever it reports now
+		// (closed file, wireguard-go's netlink listener ending) is the end.
+		return true, nil
+	}
+	if errors.Is(err, os.ErrClosed) {
+		return true, fmt.Errorf("netstack: reading TUN: %w", err)
+	}
+	// Per-packet errors (a malformed virtio header, a GSO packet with more
+	// segments than buffers) lose that packet only. Log the first of a
+	// streak; back off if the device keeps failing.
+	s.c.tunReadErrors.Add(1)
+	if *streak == 0 {
+		s.cfg.Logger.Warn("netstack: reading TUN", "err", err)
+	}
+	*streak++
+	if *streak > 100 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false, nil
 }
 
 // inject hands one IP packet to gVisor, which copies it.
@@ -316,19 +324,8 @@ func (s *Stack) readLoopGRO(ep *channel.Endpoint, vw virtioWriter) error {
 			}
 			continue
 		}
-		if s.fwd.isShutdown() {
-			return nil
-		}
-		if errors.Is(err, os.ErrClosed) {
-			return fmt.Errorf("netstack: reading TUN: %w", err)
-		}
-		s.c.tunReadErrors.Add(1)
-		if streak == 0 {
-			s.cfg.Logger.Warn("netstack: reading TUN", "err", err)
-		}
-		streak++
-		if streak > 100 {
-			time.Sleep(10 * time.Millisecond)
+		if done, err := s.readFailed(err, &streak); done {
+			return err
 		}
 	}
 }
