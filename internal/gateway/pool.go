@@ -15,35 +15,46 @@ import (
 
 // poolGate holds connections that are established but have not sent a
 // byte: hcpe's warm pool opens them before it has a flow to put on them.
-// They wait under limits.pool_idle and are counted per peer address
-// against limits.pool_per_cpe instead of against handshakes_in_flight,
-// whose short deadline and global cap are for unproven sources; an MPTCP
-// handshake has completed, so the source address is real. The map holds
-// only peers with a waiting connection, so its size is bounded by the
-// open sockets.
+// They wait under limits.pool_idle and are counted per source (one IPv4
+// address or one IPv6 /64, as handshakes_per_source counts, so a host
+// cannot escape the bound by rotating addresses) against
+// limits.pool_per_cpe, and all together against limits.flows_total,
+// instead of against handshakes_in_flight, whose short deadline is for
+// unproven sources: an MPTCP handshake has completed, so the source
+// address is real. The map holds only sources with a waiting connection.
 type poolGate struct {
 	mu      sync.Mutex
-	waiting map[netip.Addr]int
+	total   int
+	waiting map[netip.Prefix]int
 }
 
-func (p *poolGate) enter(a netip.Addr, limit int) bool {
+// enter takes a waiting slot for a; limit is "" when it got one, else the
+// bound that refused it.
+func (p *poolGate) enter(a netip.Addr, perSource, total int) (limit string) {
+	k := sourceKey(a)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.waiting == nil {
-		p.waiting = map[netip.Addr]int{}
+		p.waiting = map[netip.Prefix]int{}
 	}
-	if p.waiting[a] >= limit {
-		return false
+	switch {
+	case p.waiting[k] >= perSource:
+		return "pool_per_cpe"
+	case p.total >= total:
+		return "pool_total"
 	}
-	p.waiting[a]++
-	return true
+	p.waiting[k]++
+	p.total++
+	return ""
 }
 
 func (p *poolGate) leave(a netip.Addr) {
+	k := sourceKey(a)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.waiting[a]--; p.waiting[a] <= 0 {
-		delete(p.waiting, a)
+	p.total--
+	if p.waiting[k]--; p.waiting[k] <= 0 {
+		delete(p.waiting, k)
 	}
 }
 
@@ -56,9 +67,9 @@ func (g *Gateway) awaitFirstByte(ctx context.Context, conn *net.TCPConn, peer ne
 		return true // data, EOF or an error: the Convert read says which
 	}
 	a := peer.Addr().Unmap()
-	if !g.pool.enter(a, g.cfg.Limits.PoolPerCPE) {
-		g.m.LimitHits.WithLabelValues("pool_per_cpe").Inc()
-		log.Info("too many idle pooled connections from this peer", "limit", g.cfg.Limits.PoolPerCPE)
+	if limit := g.pool.enter(a, g.cfg.Limits.PoolPerCPE, g.cfg.Limits.FlowsTotal); limit != "" {
+		g.m.LimitHits.WithLabelValues(limit).Inc()
+		g.refused(log, "pool_limit", "too many idle pooled connections ("+limit+")")
 		return false
 	}
 	g.m.PoolWaiting.Inc()

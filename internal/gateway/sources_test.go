@@ -37,3 +37,35 @@ func TestSourceSlots(t *testing.T) {
 		t.Errorf("%d sources tracked, want 4", n)
 	}
 }
+
+// TestPoolGate: waiting warm-pool connections are bounded per IPv4 address
+// or IPv6 /64 and in all, and a slot comes back when its connection leaves.
+func TestPoolGate(t *testing.T) {
+	var p poolGate
+	a := netip.MustParseAddr("2001:db8:d5::1")
+	rotated := netip.MustParseAddr("2001:db8:d5::ffff") // same /64
+	other := netip.MustParseAddr("2001:db8:d6::1")
+	v4 := netip.MustParseAddr("198.51.100.1")
+	for _, step := range []struct {
+		addr  netip.Addr
+		leave bool
+		want  string
+	}{
+		{addr: a, want: ""},
+		{addr: rotated, want: ""},
+		{addr: a, want: "pool_per_cpe"}, // 2 per /64, whatever the address in it
+		{addr: other, want: ""},         // total 3
+		{addr: v4, want: "pool_total"},  // total is 3
+		{addr: rotated, leave: true},    // back to 2 in all, 1 in the /64
+		{addr: v4, want: ""},            // total 3 again
+		{addr: a, want: "pool_total"},   // its /64 has room, the total has not
+	} {
+		if step.leave {
+			p.leave(step.addr)
+			continue
+		}
+		if got := p.enter(step.addr, 2, 3); got != step.want {
+			t.Fatalf("enter(%v) = %q, want %q (waiting %v, total %d)", step.addr, got, step.want, p.waiting, p.total)
+		}
+	}
+}
