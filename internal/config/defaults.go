@@ -66,6 +66,10 @@ func DefaultHAG() *HAG {
 			DialTimeout:         10 * time.Second,
 			IdleTimeout:         2 * time.Hour,
 			CookieMaxSkew:       2 * time.Minute,
+			// One CPE at new_flows_per_second for the 4-minute validity of a
+			// cookie (±cookie_max_skew) holds 121,000 entries; about 16 MB at
+			// the bound.
+			CookieReplayEntries: 1 << 20,
 			NotSentLowat:        256 << 10,
 			ResourceBackoff:     time.Second,
 			ShutdownGrace:       5 * time.Second,
