@@ -122,6 +122,39 @@ func TestDecideReplay(t *testing.T) {
 	p.release()
 }
 
+// TestReplayTakesNoToken: a replay is refused before it takes one of the
+// CPE's new-flow tokens, so someone replaying captured cookies cannot use
+// up the CPE's rate.
+func TestReplayTakesNoToken(t *testing.T) {
+	dst := netip.MustParseAddrPort("[2001:db8:99::1]:443")
+	peer := netip.MustParseAddrPort("[2001:db8:d5::7]:50000")
+	cfg := replayConfig(100)
+	cfg.Limits.NewFlowsBurst, cfg.Limits.NewFlowsPerSecond = 2, 0.001
+	g := testGateway(t, cfg)
+	msg := func() *convert.Msg {
+		ck, err := convert.MakeCookie(convert.CookieKey{ID: 0, Secret: keyA}, "both", time.Now(), dst, netip.AddrPort{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &convert.Msg{Connect: convert.Connect{Dst: dst}, Cookie: ck}
+	}
+	first := msg()
+	p, r := g.decide(peer, first)
+	if r != nil {
+		t.Fatal(r)
+	}
+	p.release()
+	for range 5 {
+		if _, r := g.decide(peer, first); r == nil || r.reason != "cookie_replay" {
+			t.Fatalf("replay: %v", r)
+		}
+	}
+	if p, r = g.decide(peer, msg()); r != nil {
+		t.Fatalf("the CPE's second token was taken by replays: %v", r)
+	}
+	p.release()
+}
+
 const reloadHAG = `listen:
   addresses: ["2001:db8:d5::2"]
 cpes:
