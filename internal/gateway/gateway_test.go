@@ -251,9 +251,15 @@ func message(tlvs ...[]byte) []byte {
 }
 
 // request is a well-formed, authorised Connect for dst with the client
-// address (when valid) and a cookie made with key.
+// address (when valid) and a cookie made with key (key id 0).
 func request(t *testing.T, dst, client netip.AddrPort, key []byte) []byte {
-	c, err := convert.MakeCookie(convert.CookieKey{Secret: key}, "cpe-test", time.Now(), dst, client)
+	return requestKey(t, dst, client, convert.CookieKey{Secret: key})
+}
+
+// requestKey is request with a cookie made with key (and its id).
+func requestKey(t *testing.T, dst, client netip.AddrPort, key convert.CookieKey) []byte {
+	t.Helper()
+	c, err := convert.MakeCookie(key, "cpe-test", time.Now(), dst, client)
 	if err != nil {
 		t.Fatal(err)
 	}

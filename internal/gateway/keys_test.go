@@ -20,20 +20,6 @@ import (
 	"hybridgw/internal/netlab"
 )
 
-// requestKey is request with a cookie made with key (and its id).
-func requestKey(t *testing.T, dst, client netip.AddrPort, key convert.CookieKey) []byte {
-	t.Helper()
-	c, err := convert.MakeCookie(key, "cpe-test", time.Now(), dst, client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlvs := [][]byte{connectTLV(dst)}
-	if client.IsValid() {
-		tlvs = append(tlvs, clientAddrTLV(client))
-	}
-	return message(append(tlvs, cookieTLV(c))...)
-}
-
 // TestCookieReplayAndReload runs the hag binary and speaks to it as a CPE
 // would: a Convert message sent twice is served once and then refused Not
 // Authorized; a cookie made for one destination or LAN source is refused
