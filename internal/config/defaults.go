@@ -66,6 +66,11 @@ func DefaultHAG() *HAG {
 			DialTimeout:         10 * time.Second,
 			IdleTimeout:         2 * time.Hour,
 			CookieMaxSkew:       2 * time.Minute,
+			// One CPE at new_flows_per_second for the 4-minute validity of a
+			// cookie (±cookie_max_skew) holds 121,000 entries; the bound holds
+			// 4,400 new flows/s, more than hag sustains (bench figure 7), in
+			// about 35 MB (34 bytes an entry: internal/replay BenchmarkAdd).
+			CookieReplayEntries: 1 << 20,
 			NotSentLowat:        256 << 10,
 			ResourceBackoff:     time.Second,
 			ShutdownGrace:       5 * time.Second,

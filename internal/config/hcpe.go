@@ -86,6 +86,7 @@ type HAGPeer struct {
 	CPEID          string        `yaml:"cpe_id"`
 	Key            string        `yaml:"key"`      // hex; or key_file
 	KeyFile        string        `yaml:"key_file"` // file holding the hex key
+	KeyID          int           `yaml:"key_id"`   // the id of this key in hag's entry for this CPE (0..255)
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// FastOpen puts the Convert message in the SYN (TCP Fast Open, RFC 8803
 	// as designed). Off by default: on Linux 6.18 an MPTCP connection opened
@@ -254,6 +255,9 @@ func (c *HCPE) validate(ps *problems) {
 	}
 	if len(h.CPEID) > 64 {
 		ps.add("hag.cpe_id", "is longer than 64 bytes")
+	}
+	if h.KeyID < 0 || h.KeyID > 255 {
+		ps.add("hag.key_id", "%d is outside 0..255", h.KeyID)
 	}
 	ps.positive("hag.connect_timeout", int64(h.ConnectTimeout))
 

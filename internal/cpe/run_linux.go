@@ -322,7 +322,7 @@ func restartOnly(old, nw *config.HCPE) []string {
 		}
 	}
 	if !slices.Equal(old.HAG.Addresses, nw.HAG.Addresses) || old.HAG.Port != nw.HAG.Port || old.HAG.CPEID != nw.HAG.CPEID ||
-		string(old.HAG.KeyRaw) != string(nw.HAG.KeyRaw) || old.HAG.ConnectTimeout != nw.HAG.ConnectTimeout || old.HAG.FastOpen != nw.HAG.FastOpen {
+		string(old.HAG.KeyRaw) != string(nw.HAG.KeyRaw) || old.HAG.KeyID != nw.HAG.KeyID || old.HAG.ConnectTimeout != nw.HAG.ConnectTimeout || old.HAG.FastOpen != nw.HAG.FastOpen {
 		out = append(out, "hag")
 	}
 	if old.Limits != nw.Limits {

@@ -136,9 +136,15 @@ func startHag(t *testing.T, tp *topo) int { return startHagListen(t, tp, "") }
 // startHagListen is startHag with extra lines in hagConfig's listen section,
 // and edits (old, new pairs) applied to the rest.
 func startHagListen(t *testing.T, tp *topo, listen string, edits ...string) int {
+	pid, _ := startHagConfig(t, tp, strings.NewReplacer(edits...).Replace(fmt.Sprintf(hagConfig, listen, hex.EncodeToString(testKey))))
+	return pid
+}
+
+// startHagConfig is startHag with the whole config text; it also returns
+// the config file's path, for a test that edits it and reloads.
+func startHagConfig(t *testing.T, tp *topo, text string) (pid int, cfg string) {
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "hag.yaml")
-	text := strings.NewReplacer(edits...).Replace(fmt.Sprintf(hagConfig, listen, hex.EncodeToString(testKey)))
+	cfg = filepath.Join(dir, "hag.yaml")
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +159,7 @@ func startHagListen(t *testing.T, tp *topo, listen string, edits ...string) int 
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	pid := cmd.Process.Pid
+	pid = cmd.Process.Pid
 	t.Cleanup(func() {
 		defer logf.Close()
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -188,7 +194,7 @@ func startHagListen(t *testing.T, tp *topo, listen string, edits ...string) int 
 	for {
 		out, _ := tp.hag.Output("ss", "-Hltn", "sport", "= :5124")
 		if strings.Count(out, "LISTEN") >= 2 {
-			return pid
+			return pid, cfg
 		}
 		select {
 		case err := <-exited:
@@ -245,8 +251,14 @@ func message(tlvs ...[]byte) []byte {
 }
 
 // request is a well-formed, authorised Connect for dst with the client
-// address (when valid) and a cookie made with key.
+// address (when valid) and a cookie made with key (key id 0).
 func request(t *testing.T, dst, client netip.AddrPort, key []byte) []byte {
+	return requestKey(t, dst, client, convert.CookieKey{Secret: key})
+}
+
+// requestKey is request with a cookie made with key (and its id).
+func requestKey(t *testing.T, dst, client netip.AddrPort, key convert.CookieKey) []byte {
+	t.Helper()
 	c, err := convert.MakeCookie(key, "cpe-test", time.Now(), dst, client)
 	if err != nil {
 		t.Fatal(err)
@@ -451,7 +463,7 @@ func TestHAG(t *testing.T) {
 		}, convert.UnsupportedMessage},
 		{"unsupported TCP option", hagV6, func() []byte {
 			dst := netip.AddrPortFrom(srvV6, 8080)
-			ck, _ := convert.MakeCookie(testKey, "cpe-test", time.Now(), dst, clientV6)
+			ck, _ := convert.MakeCookie(convert.CookieKey{Secret: testKey}, "cpe-test", time.Now(), dst, clientV6)
 			return message(connectTLV(dst, 99, 2), clientAddrTLV(clientV6), cookieTLV(ck))
 		}, convert.UnsupportedTCPOption},
 	}

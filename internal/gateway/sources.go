@@ -30,6 +30,13 @@ func sourceKey(a netip.Addr) netip.Prefix {
 	return p
 }
 
+// setMax replaces the bound (a reload); slots held stay held.
+func (s *sourceSlots) setMax(max int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.max = max
+}
+
 // take holds one slot for a, or returns nil when its source has max.
 func (s *sourceSlots) take(a netip.Addr) (release func()) {
 	k := sourceKey(a)
