@@ -403,6 +403,8 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 // then and the connection is done.
 func (g *Gateway) readRequest(conn *net.TCPConn, log *slog.Logger) (m convert.Msg, ok bool) {
 	var buf [convert.MaxMsgLen]byte
+	// Deadline setters fail only on a closed conn, and the I/O after them
+	// then fails and says so; the same throughout this file.
 	_ = conn.SetReadDeadline(time.Now().Add(g.cfg.Limits.ConvertReadTimeout))
 	m, raw, err := convert.ReadRequest(conn, buf[:])
 	if err == nil {
@@ -431,6 +433,7 @@ func (g *Gateway) readRequest(conn *net.TCPConn, log *slog.Logger) (m convert.Ms
 	}
 	log.Warn("Convert message asks for a reset", "err", err)
 	g.m.Flows.WithLabelValues("reset").Inc()
+	// SetLinger fails only on a closed conn, which has nothing to reset.
 	_ = conn.SetLinger(0)
 	return m, false
 }
@@ -444,7 +447,7 @@ func (g *Gateway) proveSource(conn *net.TCPConn, log *slog.Logger) bool {
 	defer cancel()
 	if err := mptcp.WaitEstablished(ctx, conn); err != nil {
 		g.refused(log, "handshake_unproven", err.Error())
-		_ = conn.SetLinger(0)
+		_ = conn.SetLinger(0) // fails only on a closed conn: nothing to reset
 		return false
 	}
 	return true
@@ -525,7 +528,10 @@ func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowI
 	g.m.Flows.WithLabelValues("ok").Inc()
 	if lw := g.cfg.Limits.NotSentLowat; lw > 0 {
 		// Bounds what queues per flow in hag: without it a fast server
-		// fills tens of MB of send buffer towards a slow uplink.
+		// fills tens of MB of send buffer towards a slow uplink. It
+		// fails only on a socket already closed (the relay then ends at
+		// once) or a kernel without the option (pre-3.12, which has no
+		// usable MPTCP either), so the error is not worth a flow.
 		_ = mptcp.SetNotSentLowat(conn, lw)
 		_ = mptcp.SetNotSentLowat(sconn, lw)
 	}
