@@ -301,7 +301,8 @@ func sameBypass(a, b config.Bypass) bool {
 }
 
 // restartOnly names the settings that differ and that a reload cannot
-// apply.
+// apply. TestReloadClassifiesEveryField keeps it complete: a config field
+// is either here or applied by reload.
 func restartOnly(old, nw *config.HCPE) []string {
 	var out []string
 	if !slices.Equal(old.LAN.Interfaces, nw.LAN.Interfaces) {
@@ -327,6 +328,9 @@ func restartOnly(old, nw *config.HCPE) []string {
 	}
 	if old.Limits != nw.Limits {
 		out = append(out, "limits")
+	}
+	if old.Pool != nw.Pool {
+		out = append(out, "pool")
 	}
 	if old.Metrics != nw.Metrics || old.Admin != nw.Admin || old.Log != nw.Log {
 		out = append(out, "metrics/admin/log")
