@@ -20,6 +20,7 @@ func DefaultHCPE() *HCPE {
 			HandshakesPerHost:  64,
 			Flows:              8192,
 			IdleTimeout:        2 * time.Hour,
+			ShutdownGrace:      5 * time.Second,
 		},
 		Policy: Policy{
 			// DSL already queues above 80 % of its rate; the gap to 60 %

@@ -116,6 +116,9 @@ type CPELimit struct {
 	HandshakesPerHost  int           `yaml:"handshakes_per_host"`
 	Flows              int           `yaml:"flows"`
 	IdleTimeout        time.Duration `yaml:"idle_timeout"`
+	// ShutdownGrace is how long open flows may finish after SIGTERM before
+	// they are reset.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 }
 
 // Pool sizes the warm pool: MPTCP connections to hag that are established
@@ -310,6 +313,7 @@ func (l *CPELimit) validate(ps *problems) {
 	if l.IdleTimeout < 0 {
 		ps.add("limits.idle_timeout", "must not be negative")
 	}
+	ps.positive("limits.shutdown_grace", int64(l.ShutdownGrace))
 }
 
 func (pol *Policy) validate(ps *problems) {
