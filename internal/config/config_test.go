@@ -93,6 +93,7 @@ func TestHCPEProblems(t *testing.T) {
 		{"interface name too long", strings.Replace(minimalHCPE, "interface: dsl", "interface: averyveryverylongname", 1),
 			[]string{`hcpe.yaml:5: uplinks[0].interface: "averyveryverylongname" is longer than`}},
 		{"short key", minimalHCPE + "  cpe_id: x\n  key: abcd\n", []string{"hcpe.yaml:12: hag.key: is 2 bytes; at least 16 are required"}},
+		{"no shutdown grace", minimalHCPE + "limits:\n  shutdown_grace: 0s\n", []string{"hcpe.yaml:12: limits.shutdown_grace: must be greater than 0"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

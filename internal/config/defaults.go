@@ -20,6 +20,7 @@ func DefaultHCPE() *HCPE {
 			HandshakesPerHost:  64,
 			Flows:              8192,
 			IdleTimeout:        2 * time.Hour,
+			ShutdownGrace:      5 * time.Second,
 		},
 		Policy: Policy{
 			// DSL already queues above 80 % of its rate; the gap to 60 %
@@ -44,6 +45,37 @@ func DefaultHCPE() *HCPE {
 // 200 ms misses mark it down well inside the one second the policy promises.
 func DefaultProbe() Probe {
 	return Probe{Interval: 200 * time.Millisecond, Timeout: 300 * time.Millisecond, DownAfter: 3, UpAfter: 2}
+}
+
+// resolve fills what defaults depend on the file: each uplink's routing
+// table (the ones after tun.table, in order) and the fields of its probe
+// block left out. YAML cannot give a list element defaults before it is
+// decoded, so these cannot be in DefaultHCPE.
+func (c *HCPE) resolve() {
+	for i := range c.Uplinks {
+		u := &c.Uplinks[i]
+		if u.Table == 0 {
+			u.Table = c.TUN.Table + 1 + i
+		}
+		u.Probe.fill(DefaultProbe())
+	}
+}
+
+// fill takes omitted probe fields from def: YAML cannot give a list
+// element defaults before it is decoded.
+func (p *Probe) fill(def Probe) {
+	if p.Interval == 0 {
+		p.Interval = def.Interval
+	}
+	if p.Timeout == 0 {
+		p.Timeout = def.Timeout
+	}
+	if p.DownAfter == 0 {
+		p.DownAfter = def.DownAfter
+	}
+	if p.UpAfter == 0 {
+		p.UpAfter = def.UpAfter
+	}
 }
 
 // DefaultHAG is hag's configuration before the file is applied.

@@ -154,6 +154,8 @@ func (c *CPE) dial(ctx context.Context, id netstack.FlowID) (netstack.Upstream, 
 // open for the caller to close.
 func (c *CPE) exchange(ctx context.Context, conn *net.TCPConn, msg []byte, timeout time.Duration) error {
 	if msg != nil {
+		// Deadline setters fail only on a closed conn, and the I/O after
+		// them then fails and says so; the same below.
 		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
 		_, err := conn.Write(msg)
 		_ = conn.SetWriteDeadline(time.Time{})
@@ -184,6 +186,8 @@ var errWarmStalled = errors.New("the Convert message was not acknowledged in tim
 // waits for hag's dial to the server, under the full timeout.
 func (c *CPE) exchangeWarm(ctx context.Context, conn *net.TCPConn, uplink string, msg []byte, timeout time.Duration) error {
 	start := time.Now()
+	// Deadline setters fail only on a closed conn, and the I/O after them
+	// then fails and says so.
 	_ = conn.SetWriteDeadline(start.Add(timeout))
 	_, err := conn.Write(msg)
 	_ = conn.SetWriteDeadline(time.Time{})
@@ -301,6 +305,7 @@ func (p *finalPoll) Close() error {
 
 // Abort makes the relay's reset a RST: the wrapper hides *net.TCPConn from
 // its type switch.
+// SetLinger fails only on a closed conn, which has nothing left to reset.
 func (p *finalPoll) Abort() { _ = p.TCPConn.SetLinger(0) }
 
 // pollFlow adds what the flow's subflows carried since the last poll to the

@@ -19,19 +19,18 @@ import (
 	"hybridgw/internal/tun"
 )
 
-// shutdownGrace is how long established flows may finish after SIGTERM
-// before they are reset.
-const shutdownGrace = 5 * time.Second
-
 // Run intercepts LAN TCP until ctx is cancelled.
 //
 // Start order: remove what a crashed run left; set the path-manager limits;
 // install uplink routing and endpoints; open the TUN; steer LAN TCP into
 // it; start the netstack. Shutdown order is the reverse: stop admitting
 // SYNs (new LAN connections get a RST from the kernel once steering is
-// gone); let flows finish for a grace period; close the netstack (resetting
-// what is left); remove steering; remove uplink rules, routes and
-// endpoints; stop the metrics server.
+// gone); let flows finish for limits.shutdown_grace; close the netstack
+// (resetting what is left); stop the poller and the metrics and admin
+// servers; remove steering; stop the warm pool, health and uplinks (which
+// removes uplink rules, routes and endpoints); close the path manager.
+// The last steps are one deferred sequence, so that a start that fails
+// half way undoes what it had done in the same order.
 func (c *CPE) Run(ctx context.Context) (err error) {
 	if err := c.ownSysctls(); err != nil {
 		return err
@@ -40,7 +39,35 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("opening the MPTCP path manager (is net.mptcp.enabled=1?): %w", err)
 	}
-	defer p.Close()
+	// Each stop function is a no-op until its part has started.
+	nop := func() {}
+	var wg sync.WaitGroup
+	stopUplinks, stopHealth, stopPool, stopStack, stopMetrics, stopPoll := nop, nop, nop, nop, nop, nop
+	steered := false
+	defer func() {
+		// The stop sequence. On the normal path the netstack was already
+		// stopped below, after the flows' grace.
+		stopStack()
+		stopPoll()
+		stopMetrics() // metrics and admin
+		if steered {
+			c.reloadMu.Lock()
+			if rerr := c.steer.Remove(); rerr != nil {
+				c.log.Error("removing LAN steering", "err", rerr)
+			}
+			c.steer = nil
+			c.reloadMu.Unlock()
+		}
+		// The pool dials over the uplinks and asks health which are
+		// alive, so it stops (closing every warm connection) before
+		// either does; uplinks remove their rules, routes and endpoints
+		// as they stop.
+		stopPool()
+		stopHealth()
+		stopUplinks()
+		wg.Wait()
+		p.Close()
+	}()
 	c.ups = newUplinks(c.cfg, c.log, p)
 	if err := c.ups.cleanStale(); err != nil {
 		c.log.Warn("removing leftovers of an earlier run", "err", err)
@@ -51,28 +78,22 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("setting MPTCP path-manager limits: %w", err)
 	}
 
-	var wg sync.WaitGroup
-	upCtx, stopUplinks := context.WithCancel(context.Background())
+	upCtx, cancelUplinks := context.WithCancel(context.Background())
+	stopUplinks = cancelUplinks
 	upReady := make(chan struct{})
-	wg.Add(1)
-	go func() { defer wg.Done(); c.ups.run(upCtx, upReady) }()
-	defer func() { stopUplinks(); wg.Wait() }()
+	wg.Go(func() { c.ups.run(upCtx, upReady) })
 	<-upReady
 
 	c.health = newHealth(c)
-	hctx, stopHealth := context.WithCancel(context.Background())
-	wg.Add(1)
-	go func() { defer wg.Done(); c.health.run(hctx) }()
-	defer stopHealth()
+	hctx, cancelHealth := context.WithCancel(context.Background())
+	stopHealth = cancelHealth
+	wg.Go(func() { c.health.run(hctx) })
 
-	// The pool dials over the uplinks and asks health which are alive, so
-	// it stops (closing every warm connection) before either does.
 	c.pool = newWarmPool(c)
 	if c.pool != nil {
-		poolCtx, stopPool := context.WithCancel(context.Background())
-		wg.Add(1)
-		go func() { defer wg.Done(); c.pool.run(poolCtx) }()
-		defer stopPool()
+		poolCtx, cancelPool := context.WithCancel(context.Background())
+		stopPool = cancelPool
+		wg.Go(func() { c.pool.run(poolCtx) })
 	}
 
 	dev, err := tun.Open(c.cfg.TUN.Name, c.cfg.TUN.MTU)
@@ -92,14 +113,7 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 		dev.Close()
 		return fmt.Errorf("steering LAN TCP into %s: %w", c.cfg.TUN.Name, err)
 	}
-	defer func() {
-		c.reloadMu.Lock()
-		defer c.reloadMu.Unlock()
-		if rerr := c.steer.Remove(); rerr != nil {
-			c.log.Error("removing LAN steering", "err", rerr)
-		}
-		c.steer = nil
-	}()
+	steered = true
 
 	st, err := netstack.New(netstack.Config{
 		Device: dev, MTU: c.cfg.TUN.MTU,
@@ -114,29 +128,23 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("configuring the netstack: %w", err)
 	}
 	stackErr := make(chan error, 1)
-	stackCtx, stopStack := context.WithCancel(context.Background())
-	defer stopStack()
-	wg.Add(1)
-	go func() { defer wg.Done(); stackErr <- st.Run(stackCtx) }()
+	stackCtx, cancelStack := context.WithCancel(context.Background())
+	stopStack = cancelStack
+	wg.Go(func() { stackErr <- st.Run(stackCtx) })
 
-	metricsCtx, stopMetrics := context.WithCancel(context.Background())
-	defer stopMetrics()
+	metricsCtx, cancelMetrics := context.WithCancel(context.Background())
+	stopMetrics = cancelMetrics
 	merr := make(chan error, 1)
-	wg.Add(1)
-	go func() { defer wg.Done(); merr <- metrics.Serve(metricsCtx, c.cfg.Metrics.Listen, c.m.Registry, c.log) }()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() { merr <- metrics.Serve(metricsCtx, c.cfg.Metrics.Listen, c.m.Registry, c.log) })
+	wg.Go(func() {
 		if err := c.serveAdmin(metricsCtx); err != nil {
 			c.log.Error("admin API unavailable", "err", err)
 		}
-	}()
+	})
 
-	pollCtx, stopPoll := context.WithCancel(context.Background())
-	defer stopPoll()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	pollCtx, cancelPoll := context.WithCancel(context.Background())
+	stopPoll = cancelPoll
+	wg.Go(func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		var last netstack.Stats
@@ -159,7 +167,7 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 				last = s
 			}
 		}
-	}()
+	})
 
 	c.log.Info("intercepting LAN TCP", "tun", c.cfg.TUN.Name, "lan", c.cfg.LAN.Interfaces)
 	close(c.ready)
@@ -171,10 +179,14 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 	case err = <-merr:
 		merr <- nil
 	}
+	// Stop admitting SYNs, give the open flows their grace (only on a
+	// requested stop, not when the netstack or metrics failed), then close
+	// the netstack, which resets what is left. The deferred sequence does
+	// the rest.
 	st.StopAccepting()
-	deadline := time.Now().Add(shutdownGrace)
+	deadline := time.Now().Add(c.cfg.Limits.ShutdownGrace)
 	for st.Stats().Active > 0 && time.Now().Before(deadline) && ctx.Err() != nil {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // the netstack has no drain event to wait on
 	}
 	if n := st.Stats().Active; n > 0 {
 		c.log.Warn("resetting flows still open at shutdown", "flows", n)
@@ -183,8 +195,6 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 	if serr := <-stackErr; serr != nil && !errors.Is(serr, context.Canceled) {
 		err = errors.Join(err, serr)
 	}
-	stopPoll()
-	stopMetrics()
 	return err
 }
 
@@ -301,7 +311,8 @@ func sameBypass(a, b config.Bypass) bool {
 }
 
 // restartOnly names the settings that differ and that a reload cannot
-// apply.
+// apply. TestReloadClassifiesEveryField keeps it complete: a config field
+// is either here or applied by reload.
 func restartOnly(old, nw *config.HCPE) []string {
 	var out []string
 	if !slices.Equal(old.LAN.Interfaces, nw.LAN.Interfaces) {
@@ -327,6 +338,9 @@ func restartOnly(old, nw *config.HCPE) []string {
 	}
 	if old.Limits != nw.Limits {
 		out = append(out, "limits")
+	}
+	if old.Pool != nw.Pool {
+		out = append(out, "pool")
 	}
 	if old.Metrics != nw.Metrics || old.Admin != nw.Admin || old.Log != nw.Log {
 		out = append(out, "metrics/admin/log")

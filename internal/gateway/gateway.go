@@ -103,10 +103,13 @@ func (g *Gateway) bytes(dir string) float64 {
 
 // Run serves until ctx is cancelled.
 //
-// Shutdown order: stop accepting (close listeners); let relayed flows run
-// for limits.shutdown_grace; cancel the rest (a cancelled relay resets both
-// sides, so neither takes the cut stream for complete); wait for every handler; remove the
-// transparent-socket routing; stop the metrics server.
+// Shutdown order: stop accepting (close listeners, wait for the accept
+// loops); let relayed flows run for limits.shutdown_grace; cancel the rest
+// (a cancelled relay resets both sides, so neither takes the cut stream for
+// complete) and wait for every handler. Then, as the defers unwind: stop
+// the metrics and admin servers and the trimmer; stop the probe servers;
+// stop watching hag's own addresses; remove the transparent-socket routing.
+// Each part's goroutines are waited for before the next part stops.
 func (g *Gateway) Run(ctx context.Context) error {
 	if g.cfg().Listen.FastOpen {
 		if err := mptcp.EnsureFastOpenServer(); err != nil {
@@ -135,13 +138,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	var wwg sync.WaitGroup
 	defer func() { stopWatch(); wwg.Wait() }()
 	watching := make(chan struct{})
-	wwg.Add(1)
-	go func() {
-		defer wwg.Done()
+	wwg.Go(func() {
 		if err := g.own.watch(watchCtx, watching); err != nil {
 			g.log.Error("hag's own addresses are no longer tracked; addresses added from now on are not refused as destinations", "err", err)
 		}
-	}()
+	})
 	<-watching
 
 	var lns []*net.TCPListener
@@ -196,38 +197,28 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("listening for health probes on %s: %w", a, err)
 		}
-		pwg.Add(1)
-		go func() {
-			defer pwg.Done()
+		pwg.Go(func() {
 			defer uc.Close()
 			if err := probes.Serve(probeCtx, uc); err != nil {
 				g.log.Error("probe server stopped", "addr", uc.LocalAddr().String(), "err", err)
 			}
-		}()
+		})
 	}
 
 	metricsCtx, stopMetrics := context.WithCancel(context.Background())
 	var mwg sync.WaitGroup
 	merr := make(chan error, 1)
-	mwg.Add(1)
-	go func() {
-		defer mwg.Done()
+	mwg.Go(func() {
 		if err := metrics.Serve(metricsCtx, g.cfg().Metrics.Listen, g.m.Registry, g.log); err != nil {
 			merr <- err
 		}
-	}()
-	mwg.Add(1)
-	go func() {
-		defer mwg.Done()
+	})
+	mwg.Go(func() {
 		if err := g.serveAdmin(metricsCtx); err != nil {
 			g.log.Error("admin API unavailable", "err", err)
 		}
-	}()
-	mwg.Add(1)
-	go func() {
-		defer mwg.Done()
-		g.trimLoop(metricsCtx)
-	}()
+	})
+	mwg.Go(func() { g.trimLoop(metricsCtx) })
 	defer func() { stopMetrics(); mwg.Wait() }()
 
 	flowCtx, cancelFlows := context.WithCancel(context.Background())
@@ -235,11 +226,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	var flows sync.WaitGroup
 	var accepts sync.WaitGroup
 	for _, ln := range lns {
-		accepts.Add(1)
-		go func() {
-			defer accepts.Done()
-			g.acceptLoop(ln, flowCtx, &flows)
-		}()
+		accepts.Go(func() { g.acceptLoop(ln, flowCtx, &flows) })
 	}
 	close(g.ready)
 
@@ -304,11 +291,7 @@ func (g *Gateway) acceptLoop(ln *net.TCPListener, ctx context.Context, flows *sy
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		flows.Add(1)
-		go func() {
-			defer flows.Done()
-			g.serve(ctx, c)
-		}()
+		flows.Go(func() { g.serve(ctx, c) })
 	}
 }
 
@@ -421,6 +404,8 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 // then and the connection is done.
 func (g *Gateway) readRequest(conn *net.TCPConn, log *slog.Logger) (m convert.Msg, ok bool) {
 	var buf [convert.MaxMsgLen]byte
+	// Deadline setters fail only on a closed conn, and the I/O after them
+	// then fails and says so; the same throughout this file.
 	_ = conn.SetReadDeadline(time.Now().Add(g.cfg().Limits.ConvertReadTimeout))
 	m, raw, err := convert.ReadRequest(conn, buf[:])
 	if err == nil {
@@ -449,6 +434,7 @@ func (g *Gateway) readRequest(conn *net.TCPConn, log *slog.Logger) (m convert.Ms
 	}
 	log.Warn("Convert message asks for a reset", "err", err)
 	g.m.Flows.WithLabelValues("reset").Inc()
+	// SetLinger fails only on a closed conn, which has nothing to reset.
 	_ = conn.SetLinger(0)
 	return m, false
 }
@@ -462,7 +448,7 @@ func (g *Gateway) proveSource(conn *net.TCPConn, log *slog.Logger) bool {
 	defer cancel()
 	if err := mptcp.WaitEstablished(ctx, conn); err != nil {
 		g.refused(log, "handshake_unproven", err.Error())
-		_ = conn.SetLinger(0)
+		_ = conn.SetLinger(0) // fails only on a closed conn: nothing to reset
 		return false
 	}
 	return true
@@ -560,7 +546,10 @@ func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowI
 	g.m.Flows.WithLabelValues("ok").Inc()
 	if lw := g.cfg().Limits.NotSentLowat; lw > 0 {
 		// Bounds what queues per flow in hag: without it a fast server
-		// fills tens of MB of send buffer towards a slow uplink.
+		// fills tens of MB of send buffer towards a slow uplink. It
+		// fails only on a socket already closed (the relay then ends at
+		// once) or a kernel without the option (pre-3.12, which has no
+		// usable MPTCP either), so the error is not worth a flow.
 		_ = mptcp.SetNotSentLowat(conn, lw)
 		_ = mptcp.SetNotSentLowat(sconn, lw)
 	}

@@ -74,6 +74,8 @@ func (g *Gateway) awaitFirstByte(ctx context.Context, conn *net.TCPConn, peer ne
 	}
 	g.m.PoolWaiting.Inc()
 	defer func() { g.pool.leave(a); g.m.PoolWaiting.Dec() }()
+	// Deadline setters fail only on a closed conn, and WaitReadable then
+	// fails and says so.
 	_ = conn.SetReadDeadline(time.Now().Add(g.cfg().Limits.PoolIdle))
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
 	err := mptcp.WaitReadable(conn)

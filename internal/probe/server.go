@@ -99,6 +99,7 @@ func (s *Server) Serve(ctx context.Context, c *net.UDPConn) error {
 	wg.Go(func() {
 		select {
 		case <-ctx.Done():
+			// Fails only if c is closed, which ends the Read too.
 			_ = c.SetReadDeadline(time.Unix(1, 0))
 		case <-done:
 		}
