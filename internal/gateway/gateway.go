@@ -47,6 +47,8 @@ type Gateway struct {
 	reg       registry // flows and CPEs for the admin API (admin.go)
 	pool      poolGate // hcpe's warm connections before their first byte (pool.go)
 
+	joins joinGuard // relayed flows whose subflows are checked (joins.go)
+
 	ready chan struct{} // closed once the listeners are up
 	addrs []net.Addr
 }
@@ -133,6 +135,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}()
 	<-watching
+	joinsWatched := make(chan struct{})
+	wwg.Add(1)
+	go func() {
+		defer wwg.Done()
+		if err := g.watchJoins(watchCtx, joinsWatched); err != nil {
+			g.log.Error("subflows are checked against wan_prefixes only when a flow starts, not as they join (hag needs CAP_NET_ADMIN for the MPTCP path-manager events)", "err", err)
+		}
+	}()
+	<-joinsWatched
 
 	var lns []*net.TCPListener
 	defer func() {
@@ -532,6 +543,7 @@ func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowI
 	local := addrPortOf(sconn.LocalAddr())
 	log.Info("flow open", "src", local.String(), "preserved", f.plan.src.Preserved, "mptcp", f.mptcp, "dial", time.Since(f.start).Round(time.Microsecond).String())
 
+	defer g.guardJoins(conn, f.plan.cpe, f.peer, log)()
 	smp := startSubflowSampler(conn)
 	var ctr relay.Counters
 	g.mu.Lock()

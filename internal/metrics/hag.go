@@ -22,7 +22,7 @@ type HAG struct {
 
 // RefusalReasons are the reasons hag_refusals_total exports from the start.
 var RefusalReasons = []string{"handshake_limit", "handshake_limit_source", "handshake_unproven",
-	"destination_special", "destination_self", "destination_denied", "descriptors", "pool_limit"}
+	"destination_special", "destination_self", "destination_denied", "descriptors", "pool_limit", "join_source"}
 
 // NewHAG registers hag's collectors on a fresh registry. bytes reports the
 // bytes relayed so far in a direction ("to_server", "to_client"), live flows
