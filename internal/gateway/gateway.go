@@ -354,12 +354,17 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	n := g.handshakes.Add(1)
 	handshakeDone := sync.OnceFunc(func() { g.handshakes.Add(-1); g.m.HandshakesInFlight.Dec() })
 	defer handshakeDone()
+	// A refused connection gives its slot back before it is answered:
+	// the answer takes up to a second (closeGently), and one host's
+	// refused flood must not hold the slots that other sources need.
 	if n > int64(g.cfg.Limits.HandshakesInFlight) {
+		handshakeDone()
 		g.busy(conn, log, "handshake_limit", "too many handshakes in flight")
 		return
 	}
 	srcDone := g.src.take(peer.Addr())
 	if srcDone == nil {
+		handshakeDone()
 		g.busy(conn, log, "handshake_limit_source", "too many handshakes in flight from this source")
 		return
 	}
