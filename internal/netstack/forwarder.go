@@ -13,6 +13,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"hybridgw/internal/hostkey"
 )
 
 // forwarder admits LAN SYNs within the bounds, dials, and completes or
@@ -46,7 +48,7 @@ type forwarder struct {
 	perHost  map[netip.Addr]int
 	active   map[*flow]struct{}
 	// hostFlows counts admitted SYNs and running flows per LAN host
-	// (hostKey) against MaxFlowsPerHost; an entry lives while it counts.
+	// (hostkey.Of) against MaxFlowsPerHost; an entry lives while it counts.
 	hostFlows map[netip.Prefix]int
 }
 
@@ -133,7 +135,7 @@ func (f *forwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Packet
 		f.mu.Unlock()
 		return true
 	}
-	host := hostKey(src)
+	host := hostkey.Of(src)
 	var drop, refuse *atomic.Uint64
 	switch {
 	case f.closing || f.stopped:
@@ -179,21 +181,9 @@ func (f *forwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Packet
 	return true
 }
 
-// hostKey is the unit MaxFlowsPerHost counts: one IPv4 address or one
-// IPv6 /64 (a host picks any address in its /64 at will).
-func hostKey(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	bits := 32
-	if a.Is6() {
-		bits = 64
-	}
-	p, _ := a.Prefix(bits)
-	return p
-}
-
 // leaveHost gives back the per-host count an admitted SYN took.
 func (f *forwarder) leaveHost(src netip.Addr) {
-	k := hostKey(src)
+	k := hostkey.Of(src)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.hostFlows[k]--; f.hostFlows[k] <= 0 {
