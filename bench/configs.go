@@ -13,8 +13,11 @@ import (
 // only where a figure needs it; the report lists every change
 // (benchConfigs.Changes).
 const (
-	// hcpe holds 10,000 idle flows in figure 5; its default bound is 8192.
-	benchHCPEFlows = 16384
+	// hcpe holds 10,000 idle flows in figure 5, all from one LAN host; its
+	// default bounds are 8192 in all and 512 per host, and its memory
+	// ceiling is sized for 8192.
+	benchHCPEFlows    = 16384
+	benchHCPEMemoryMB = 4096
 	// hag: the same flows come from one CPE (default bound 4096), opened
 	// faster than the default 500 new flows/s (burst 1000) allow; figure 7
 	// also runs with these to find hag's ceiling beyond its rate limit.
@@ -73,6 +76,9 @@ func writeConfigs(configs, dir, adminDir string) (*benchConfigs, error) {
 	}
 	hcpeAdmin := edit{"listen: /run/hcpe/admin.sock", "listen: " + c.AdminHCPE}
 	hagAdmin := edit{"listen: /run/hag/admin.sock", "listen: " + c.AdminHAG}
+	hcpeFlows := []edit{{"flows: 8192", fmt.Sprintf("flows: %d", benchHCPEFlows)},
+		{"flows_per_host: 512", fmt.Sprintf("flows_per_host: %d", benchHCPEFlows)},
+		{"memory_limit_mb: 768", fmt.Sprintf("memory_limit_mb: %d", benchHCPEMemoryMB)}}
 	files := []struct {
 		path  string
 		name  string
@@ -80,9 +86,8 @@ func writeConfigs(configs, dir, adminDir string) (*benchConfigs, error) {
 		edits []edit
 		load  func(string) error
 	}{
-		{c.HCPE, "hcpe.yaml", hcpe, []edit{hcpeAdmin, {"flows: 8192", fmt.Sprintf("flows: %d", benchHCPEFlows)}}, loadHCPE},
-		{c.Bond, "hcpe.yaml", hcpe, []edit{hcpeAdmin, {"flows: 8192", fmt.Sprintf("flows: %d", benchHCPEFlows)},
-			{"role: primary", "role: bond"}, {"role: overflow", "role: bond"}}, loadHCPE},
+		{c.HCPE, "hcpe.yaml", hcpe, append([]edit{hcpeAdmin}, hcpeFlows...), loadHCPE},
+		{c.Bond, "hcpe.yaml", hcpe, append([]edit{hcpeAdmin, {"role: primary", "role: bond"}, {"role: overflow", "role: bond"}}, hcpeFlows...), loadHCPE},
 		{c.HAG, "hag.yaml", hag, []edit{hagAdmin,
 			{"flows_per_cpe: 4096", fmt.Sprintf("flows_per_cpe: %d", benchHAGFlowsPerCPE)},
 			{"new_flows_per_second: 500", fmt.Sprintf("new_flows_per_second: %d", benchHAGRate)},
@@ -103,7 +108,7 @@ func writeConfigs(configs, dir, adminDir string) (*benchConfigs, error) {
 	}
 	c.Changes = []string{
 		"hcpe and hag: `admin.listen` is a socket under the bench's own directory (the profiles of figure 4 are fetched there), not /run/hcpe or /run/hag.",
-		fmt.Sprintf("hcpe (hybridgw and hybridgw-bond): `limits.flows` 8192 → %d, so that figure 5 can hold 10,000 idle flows (handshakes_in_flight 512 and handshakes_per_host 64 stay: figure 5 opens 32 at a time).", benchHCPEFlows),
+		fmt.Sprintf("hcpe (hybridgw and hybridgw-bond): `limits.flows` 8192 → %d and `flows_per_host` 512 → %d, so that figure 5 can hold 10,000 idle flows from its one LAN host, and `memory_limit_mb` 768 → %d, which 10,000 flows would come near (handshakes_in_flight 512 and handshakes_per_host 64 stay: figure 5 opens 32 at a time).", benchHCPEFlows, benchHCPEFlows, benchHCPEMemoryMB),
 		fmt.Sprintf("hag (the hybridgw phase and figure 7's second ramp): `limits.flows_per_cpe` 4096 → %d, `new_flows_per_second` 500 → %d, `new_flows_burst` 1000 → %d: the 10,000 idle flows of figure 5 all come from one CPE and open faster than 500/s; figure 7's first ramp runs hag with the shipped limits.", benchHAGFlowsPerCPE, benchHAGRate, benchHAGBurst),
 	}
 	return c, nil

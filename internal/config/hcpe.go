@@ -113,13 +113,21 @@ type Bypass struct {
 
 // CPELimit bounds what LAN hosts can make hcpe hold.
 type CPELimit struct {
-	HandshakesInFlight int           `yaml:"handshakes_in_flight"`
-	HandshakesPerHost  int           `yaml:"handshakes_per_host"`
-	Flows              int           `yaml:"flows"`
-	IdleTimeout        time.Duration `yaml:"idle_timeout"`
+	HandshakesInFlight int `yaml:"handshakes_in_flight"`
+	HandshakesPerHost  int `yaml:"handshakes_per_host"`
+	Flows              int `yaml:"flows"`
+	// FlowsPerHost bounds the flows (handshakes included) of one LAN host:
+	// one IPv4 address or one IPv6 /64, so address rotation does not
+	// escape it. A SYN over it is refused with a RST.
+	FlowsPerHost int           `yaml:"flows_per_host"`
+	IdleTimeout  time.Duration `yaml:"idle_timeout"`
 	// ShutdownGrace is how long open flows may finish after SIGTERM before
 	// they are reset.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// MemoryLimitMB is hcpe's memory ceiling in MiB (0: none): the Go
+	// runtime's soft limit, and from 90 % of it new LAN flows are refused
+	// with a RST until memory is below 80 % again.
+	MemoryLimitMB int `yaml:"memory_limit_mb"`
 }
 
 // Pool sizes the warm pool: MPTCP connections to hag that are established
@@ -314,6 +322,10 @@ func (l *CPELimit) validate(ps *problems) {
 	ps.positive("limits.handshakes_in_flight", int64(l.HandshakesInFlight))
 	ps.positive("limits.handshakes_per_host", int64(l.HandshakesPerHost))
 	ps.positive("limits.flows", int64(l.Flows))
+	ps.positive("limits.flows_per_host", int64(l.FlowsPerHost))
+	if l.MemoryLimitMB < 0 {
+		ps.add("limits.memory_limit_mb", "must not be negative (0 sets no ceiling)")
+	}
 	if l.IdleTimeout < 0 {
 		ps.add("limits.idle_timeout", "must not be negative")
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hybridgw/internal/config"
+	"hybridgw/internal/memlimit"
 	"hybridgw/internal/metrics"
 	"hybridgw/internal/mptcp/pm"
 	"hybridgw/internal/netstack"
@@ -115,13 +116,23 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 	}
 	steered = true
 
+	// The memory ceiling: the runtime's soft limit, and new LAN flows
+	// refused while memory is near it.
+	mem := memlimit.New(int64(c.cfg.Limits.MemoryLimitMB) << 20)
+	memCtx, stopMem := context.WithCancel(context.Background())
+	wg.Add(1)
+	go func() { defer wg.Done(); mem.Run(memCtx, 250*time.Millisecond) }()
+	defer stopMem()
+
 	st, err := netstack.New(netstack.Config{
 		Device: dev, MTU: c.cfg.TUN.MTU,
 		Dial: c.dial, Handle: c.handle,
 		MaxInFlight: c.cfg.Limits.HandshakesInFlight, MaxInFlightPerHost: c.cfg.Limits.HandshakesPerHost,
-		MaxFlows:    c.cfg.Limits.Flows + c.cfg.Limits.HandshakesInFlight,
-		DialTimeout: c.cfg.HAG.ConnectTimeout + time.Second,
-		Logger:      c.log,
+		MaxFlows:        c.cfg.Limits.Flows + c.cfg.Limits.HandshakesInFlight,
+		MaxFlowsPerHost: c.cfg.Limits.FlowsPerHost,
+		Overloaded:      mem.Tight,
+		DialTimeout:     c.cfg.HAG.ConnectTimeout + time.Second,
+		Logger:          c.log,
 	})
 	if err != nil {
 		dev.Close()
@@ -164,6 +175,8 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 				c.m.NetstackDrops.WithLabelValues("handshakes").Add(float64(s.DropInFlight - last.DropInFlight))
 				c.m.NetstackDrops.WithLabelValues("handshakes_per_host").Add(float64(s.DropPerHost - last.DropPerHost))
 				c.m.NetstackDrops.WithLabelValues("flows").Add(float64(s.DropFlows - last.DropFlows))
+				c.m.NetstackDrops.WithLabelValues("flows_per_host").Add(float64(s.RefusedPerHost - last.RefusedPerHost))
+				c.m.NetstackDrops.WithLabelValues("memory").Add(float64(s.RefusedMemory - last.RefusedMemory))
 				last = s
 			}
 		}

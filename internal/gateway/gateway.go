@@ -50,6 +50,8 @@ type Gateway struct {
 	reg       registry // flows and CPEs for the admin API (admin.go)
 	pool      poolGate // hcpe's warm connections before their first byte (pool.go)
 
+	joins joinGuard // relayed flows whose subflows are checked (joins.go)
+
 	ready chan struct{} // closed once the listeners are up
 	addrs []net.Addr
 }
@@ -144,6 +146,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	})
 	<-watching
+	joinsWatched := make(chan struct{})
+	wwg.Go(func() {
+		if err := g.watchJoins(watchCtx, joinsWatched); err != nil {
+			g.log.Error("subflows are checked against wan_prefixes only when a flow starts, not as they join (hag needs CAP_NET_ADMIN for the MPTCP path-manager events)", "err", err)
+		}
+	})
+	<-joinsWatched
 
 	var lns []*net.TCPListener
 	defer func() {
@@ -341,12 +350,17 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	n := g.handshakes.Add(1)
 	handshakeDone := sync.OnceFunc(func() { g.handshakes.Add(-1); g.m.HandshakesInFlight.Dec() })
 	defer handshakeDone()
+	// A refused connection gives its slot back before it is answered:
+	// the answer takes up to a second (closeGently), and one host's
+	// refused flood must not hold the slots that other sources need.
 	if n > int64(g.cfg().Limits.HandshakesInFlight) {
+		handshakeDone()
 		g.busy(conn, log, "handshake_limit", "too many handshakes in flight")
 		return
 	}
 	srcDone := g.src.take(peer.Addr())
 	if srcDone == nil {
+		handshakeDone()
 		g.busy(conn, log, "handshake_limit_source", "too many handshakes in flight from this source")
 		return
 	}
@@ -556,6 +570,7 @@ func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowI
 	local := addrPortOf(sconn.LocalAddr())
 	log.Info("flow open", "src", local.String(), "preserved", f.plan.src.Preserved, "mptcp", f.mptcp, "dial", time.Since(f.start).Round(time.Microsecond).String())
 
+	defer g.guardJoins(conn, f.plan.cpe, f.peer, log)()
 	smp := startSubflowSampler(conn)
 	var ctr relay.Counters
 	g.mu.Lock()

@@ -29,7 +29,7 @@ type HAG struct {
 
 // RefusalReasons are the reasons hag_refusals_total exports from the start.
 var RefusalReasons = []string{"handshake_limit", "handshake_limit_source", "handshake_unproven",
-	"destination_special", "destination_self", "destination_denied", "descriptors", "pool_limit",
+	"destination_special", "destination_self", "destination_denied", "descriptors", "pool_limit", "join_source",
 	"cookie_invalid", "cookie_expired", "cookie_unknown_cpe", "cookie_unknown_key", "cookie_replay", "cookie_replay_full"}
 
 // NewHAG registers hag's collectors on a fresh registry. bytes reports the
