@@ -100,6 +100,9 @@ func (r *Report) linkSum() string {
 
 // renderEfficiency writes figure 1's section.
 func (r *Report) renderEfficiency(b *strings.Builder) {
+	if len(r.Efficiency) == 0 {
+		return
+	}
 	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	w("## 1. Bonding efficiency (bulk download goodput ÷ sum of link rates)\n\n")
 	t := newTable(b, "pair", "system", "flows", "runs", "s", "goodput Mbit/s, median (min–max)", "steady (≥3 s)", "÷ sum of links, median (min–max)", "dsl share of bytes", "dsl util", "lte util")
@@ -121,7 +124,7 @@ func (r *Report) renderEfficiency(b *strings.Builder) {
 		t.row(c.pair, c.system, fmt.Sprint(c.flows), fmt.Sprint(len(rows)), f1(rows[0].Seconds),
 			f(func(e EffRow) float64 { return e.GoodputMbps }).cell(1, 1),
 			f1(f(func(e EffRow) float64 { return e.SteadyMbps }).Med),
-			f(func(e EffRow) float64 { return e.Efficiency }).cell(1, 100)+" %",
+			pctSpread(f(func(e EffRow) float64 { return e.Efficiency })),
 			pct(f(func(e EffRow) float64 { return e.DSLShare }).Med),
 			pct(f(func(e EffRow) float64 { return e.DSLUtil }).Med),
 			pct(f(func(e EffRow) float64 { return e.LTEUtil }).Med)+errs)

@@ -22,6 +22,9 @@ type EmuRow struct {
 
 // renderEmulator writes figure 6's section.
 func (r *Report) renderEmulator(b *strings.Builder) {
+	if len(r.Emulator) == 0 {
+		return
+	}
 	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	w("\n## 6. Emulator ceiling (linkem unshaped, one TCP flow, cpe ↔ hag over the dsl link)\n\n")
 	t := newTable(b, "path", "MTU", "s", "goodput Mbit/s", "bench process cores", "machine busy cores", "≥ 1 Gbit/s")

@@ -127,6 +127,9 @@ func recCell(ms float64) string {
 
 // renderHandover writes figure 3's section.
 func (r *Report) renderHandover(b *strings.Builder) {
+	if len(r.Handover) == 0 {
+		return
+	}
 	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	w("\n## 3. Handover: DSL set down during a download\n\n")
 	t := newTable(b, "system", "runs", "DSL down at s", "before Mbit/s", "longest gap ms: median / worst", "each run's longest gap ms", "(longest gap before, worst)", "time back to LTE's rate ms: median / worst", "after Mbit/s (median)", "LTE util after (median)")

@@ -106,6 +106,9 @@ func (r *Report) perFlowKB(sys string, flows int) float64 {
 
 // renderMemory writes figure 5's section, with the heap profiles.
 func (r *Report) renderMemory(b *strings.Builder) {
+	if len(r.Memory) == 0 {
+		return
+	}
 	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	w("\n## 5. Memory with idle open flows\n\n")
 	t := newTable(b, "system", "process", "flows", "RSS base MB", "RSS with flows MB", "RSS after close MB", "RSS per flow KB", "heap in use base / loaded / after MB", "heap per flow KB", "goroutines base / loaded / after", "descriptors base / loaded / after (per flow; pipes)")

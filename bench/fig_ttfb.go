@@ -54,6 +54,9 @@ func (r *Report) dslRTTms() float64 {
 
 // renderTTFB writes figure 2's section.
 func (r *Report) renderTTFB(b *strings.Builder) {
+	if len(r.TTFB) == 0 {
+		return
+	}
 	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	w("\n## 2. Time to first byte (connect → first response byte, %d-byte request, %d-byte answer)\n\n", reqLen, respLen)
 	t := newTable(b, "system", "runs", "failures", "connect median ms", "TTFB median ms", "TTFB p99 ms", "min / max ms", "extra RTTs over direct (median)", "extra RTTs (p99)")

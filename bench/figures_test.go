@@ -148,22 +148,50 @@ func TestTextDerivedFromTheRun(t *testing.T) {
 }
 
 func TestEmulatorBound(t *testing.T) {
-	r := repeatedReport()
 	for _, tc := range []struct {
-		emu  []EmuRow
-		want string
+		direct float64 // direct TCP's goodput in figure 4, 0: not measured
+		emu    []EmuRow
+		want   string
+		bound  bool
 	}{
-		{[]EmuRow{{Path: "hag → cpe (downstream)", GoodputMbps: 3000}, {Path: "cpe → hag (upstream)", GoodputMbps: 1500}}, "stayed at 57 % of the emulator's own ceiling in figure 6 (3000 Mbit/s"},
-		{[]EmuRow{{Path: "hag → cpe (downstream)", GoodputMbps: 1800}}, "came to 94 % of the emulator's own ceiling in figure 6 (1800 Mbit/s"},
-		{nil, "Figure 6 (the emulator's own ceiling) was not measured"},
+		{0, []EmuRow{{Path: "hag → cpe (downstream)", GoodputMbps: 3000}, {Path: "cpe → hag (upstream)", GoodputMbps: 1500}},
+			"carried up to 3000 Mbit/s in this run (its own ceiling in figure 6, one flow, no daemon); every daemon case stayed below 85 % of that (hybridgw with 1 flow(s) 47 %, peer with 1 flow(s) 57 %", false},
+		{0, []EmuRow{{Path: "hag → cpe (downstream)", GoodputMbps: 1800}}, "peer with 1 flow(s) 94 %, peer with 8 flow(s) 94 % came to 85 % of that or more", true},
+		// Direct TCP got more through the emulator than figure 6 did.
+		{4000, []EmuRow{{Path: "hag → cpe (downstream)", GoodputMbps: 1800}}, "carried up to 4000 Mbit/s in this run (direct TCP with 1 flow(s) here, no daemon)", false},
+		{0, nil, "Neither figure 6 (the emulator's own ceiling) nor direct TCP was measured", false},
 	} {
+		r := repeatedReport()
 		r.Emulator = tc.emu
+		if tc.direct > 0 {
+			r.CPU = append(r.CPU, CPURow{System: sysDirect, Flows: 1, Run: 1, GoodputMbps: tc.direct, PerGbps: math.NaN()})
+		}
 		md := r.markdown()
 		if !strings.Contains(md, tc.want) {
-			t.Errorf("emulator %v: report.md lacks %q", tc.emu, tc.want)
+			t.Errorf("emulator %v, direct %v: report.md lacks %q", tc.emu, tc.direct, tc.want)
 		}
-		if bound := strings.Contains(md, "emulator likely bounds"); bound != strings.Contains(tc.want, "came to") {
-			t.Errorf("emulator %v: says it bounds: %v", tc.emu, bound)
+		if bound := strings.Contains(md, "the emulator may bound those"); bound != tc.bound {
+			t.Errorf("emulator %v, direct %v: says it bounds: %v", tc.emu, tc.direct, bound)
+		}
+	}
+}
+
+// A run of some figures only shows those: no empty sections, no rows of
+// dashes for pairs only direct TCP ran on.
+func TestOnlyMeasuredFiguresShow(t *testing.T) {
+	r := repeatedReport()
+	r.TTFB, r.Memory, r.Rate, r.Profiles, r.Hung = nil, nil, nil, nil, nil
+	r.Lab.Pairs = append(r.Lab.Pairs, Pair{Name: "lte-80ms", SumDown: 60})
+	r.headlines(r.Flows)
+	md := r.markdown()
+	for _, absent := range []string{"## 2.", "## 5.", "## 7.", "2. TTFB", "efficiency, lte-80ms"} {
+		if strings.Contains(md, absent) {
+			t.Errorf("report.md has %q, which this run did not measure", absent)
+		}
+	}
+	for _, present := range []string{"## 1.", "## 3.", "## 4.", "## 6.", "efficiency, default"} {
+		if !strings.Contains(md, present) {
+			t.Errorf("report.md lacks %q", present)
 		}
 	}
 }

@@ -140,6 +140,9 @@ func (r *Report) glance(flows int) string {
 		return fmt.Sprintf(format, v)
 	}
 	for _, p := range r.Lab.Pairs {
+		if len(r.effRuns(p.Name, sysHybrid, 1))+len(r.effRuns(p.Name, sysBond, 1))+len(r.effRuns(p.Name, sysPeer, 1)) == 0 {
+			continue // not measured on this pair (direct uses the default pair's DSL for every pair)
+		}
 		for _, n := range []int{1, flows} {
 			var cells [4]string
 			var ns [4]int
@@ -164,9 +167,9 @@ func (r *Report) glance(flows int) string {
 	p, okp := r.ttfbOf(sysPeer)
 	d, okd := r.ttfbOf(sysDirect)
 	tn := nCell(systems, [4]int{h.Runs, 0, p.Runs, d.Runs})
-	t.row("2. TTFB median ms", cell(okh, h.MedianMs, "%.1f"), "–", cell(okp, p.MedianMs, "%.1f"), cell(okd, d.MedianMs, "%.1f"), cell(okh && okp, ratio(h.MedianMs, p.MedianMs), "**%.2f**"), tn)
-	t.row("2. TTFB p99 ms", cell(okh, h.P99Ms, "%.1f"), "–", cell(okp, p.P99Ms, "%.1f"), cell(okd, d.P99Ms, "%.1f"), cell(okh && okp, ratio(h.P99Ms, p.P99Ms), "**%.2f**"), tn)
-	t.row("2. TTFB extra DSL RTTs over direct (median)", cell(okh && okd, h.ExtraRTTMed, "%+.2f"), "–", cell(okp && okd, p.ExtraRTTMed, "%+.2f"), cell(okd, 0, "%.0f"), "", tn)
+	if len(r.TTFB) > 0 {
+		glanceTTFB(t, h, p, d, okh, okp, okd, tn)
+	}
 	hs := [4]*handoverStat{r.handoverOf(sysHybrid), nil, r.handoverOf(sysPeer), r.handoverOf(sysDirect)}
 	var hn [4]int
 	var gaps, recs [4]string
@@ -189,9 +192,14 @@ func (r *Report) glance(flows int) string {
 			recRatio = cell(true, ratio(mh, mp), "**%.2f**")
 		}
 	}
-	t.row("3. handover: longest gap ms, median (worst)", gaps[0], gaps[1], gaps[2], gaps[3], gapRatio, nCell(systems, hn))
-	t.row(fmt.Sprintf("3. handover: back to %.0f %% of LTE's rate, ms, median (worst)", 100*recoveryShare), recs[0], recs[1], recs[2], recs[3], recRatio, nCell(systems, hn))
+	if len(r.Handover) > 0 {
+		t.row("3. handover: longest gap ms, median (worst)", gaps[0], gaps[1], gaps[2], gaps[3], gapRatio, nCell(systems, hn))
+		t.row(fmt.Sprintf("3. handover: back to %.0f %% of LTE's rate, ms, median (worst)", 100*recoveryShare), recs[0], recs[1], recs[2], recs[3], recRatio, nCell(systems, hn))
+	}
 	for _, n := range []int{1, flows} {
+		if len(r.CPU) == 0 {
+			break
+		}
 		ch, cp := r.cpuOf(sysHybrid, n), r.cpuOf(sysPeer, n)
 		sh := spreadBy(r.cpuRuns(sysHybrid, n), func(c CPURow) float64 { return c.PerGbps })
 		sp := spreadBy(r.cpuRuns(sysPeer, n), func(c CPURow) float64 { return c.PerGbps })
@@ -242,6 +250,19 @@ func (r *Report) glance(flows int) string {
 		b.WriteString(".\n")
 	}
 	return b.String()
+}
+
+// glanceTTFB is figure 2's rows of the at-a-glance table.
+func glanceTTFB(t *table, h, p, d TTFBRow, okh, okp, okd bool, tn string) {
+	cell := func(ok bool, v float64, format string) string {
+		if !ok || math.IsNaN(v) {
+			return "–"
+		}
+		return fmt.Sprintf(format, v)
+	}
+	t.row("2. TTFB median ms", cell(okh, h.MedianMs, "%.1f"), "–", cell(okp, p.MedianMs, "%.1f"), cell(okd, d.MedianMs, "%.1f"), cell(okh && okp, ratio(h.MedianMs, p.MedianMs), "**%.2f**"), tn)
+	t.row("2. TTFB p99 ms", cell(okh, h.P99Ms, "%.1f"), "–", cell(okp, p.P99Ms, "%.1f"), cell(okd, d.P99Ms, "%.1f"), cell(okh && okp, ratio(h.P99Ms, p.P99Ms), "**%.2f**"), tn)
+	t.row("2. TTFB extra DSL RTTs over direct (median)", cell(okh && okd, h.ExtraRTTMed, "%+.2f"), "–", cell(okp && okd, p.ExtraRTTMed, "%+.2f"), cell(okd, 0, "%.0f"), "", tn)
 }
 
 // ifOK is s, or "–" when there is nothing to show.
