@@ -35,6 +35,27 @@ type benchConfigs struct {
 	// AdminHCPE and AdminHAG are the admin sockets the copies name.
 	AdminHCPE, AdminHAG string
 	Changes             []string // what differs from the shipped files, for the report
+	// Policy is hybridgw's uplink policy as its hcpe copy loads it: the
+	// report describes it from here, never from what the bench expects.
+	Policy PolicyInfo
+}
+
+// PolicyInfo is hcpe's uplink policy in the run: each uplink's role and
+// the overflow thresholds.
+type PolicyInfo struct {
+	Roles       string  `json:"roles"` // "dsl primary, lte overflow"
+	OverflowOn  float64 `json:"overflow_on"`
+	OverflowOff float64 `json:"overflow_off"`
+	MinHoldS    float64 `json:"min_hold_s"`
+}
+
+// policyInfo describes an hcpe config's policy.
+func policyInfo(c *config.HCPE) PolicyInfo {
+	var roles []string
+	for _, u := range c.Uplinks {
+		roles = append(roles, u.Name+" "+u.Role)
+	}
+	return PolicyInfo{Roles: strings.Join(roles, ", "), OverflowOn: c.Policy.OverflowOn, OverflowOff: c.Policy.OverflowOff, MinHoldS: c.Policy.MinHold.Seconds()}
 }
 
 // edit is one textual change to a config: old must occur exactly once.
@@ -106,6 +127,11 @@ func writeConfigs(configs, dir, adminDir string) (*benchConfigs, error) {
 			return nil, fmt.Errorf("the bench's copy of %s does not load: %w", f.name, err)
 		}
 	}
+	hc, err := config.LoadHCPE(c.HCPE)
+	if err != nil {
+		return nil, fmt.Errorf("the bench's copy of hcpe.yaml does not load: %w", err)
+	}
+	c.Policy = policyInfo(hc)
 	c.Changes = []string{
 		"hcpe and hag: `admin.listen` is a socket under the bench's own directory (the profiles of figure 4 are fetched there), not /run/hcpe or /run/hag.",
 		fmt.Sprintf("hcpe (hybridgw and hybridgw-bond): `limits.flows` 8192 → %d and `flows_per_host` 512 → %d, so that figure 5 can hold 10,000 idle flows from its one LAN host, and `memory_limit_mb` 768 → %d, which 10,000 flows would come near (handshakes_in_flight 512 and handshakes_per_host 64 stay: figure 5 opens 32 at a time).", benchHCPEFlows, benchHCPEFlows, benchHCPEMemoryMB),
