@@ -18,6 +18,7 @@ type HAG struct {
 	PoolWaiting        prometheus.Gauge       // hcpe's warm connections before their first byte
 	PoolEnds           *prometheus.CounterVec // reason: closed, idle, error
 	Refusals           *prometheus.CounterVec // reason: RefusalReasons
+	LogFlowsUnlogged   prometheus.Counter     // flows whose lines log.flows: sample left out
 }
 
 // RefusalReasons are the reasons hag_refusals_total exports from the start.
@@ -64,6 +65,9 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 		PoolWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hag_pool_waiting", Help: "Established connections (hcpe's warm pool) waiting for their first byte.",
 		}),
+		LogFlowsUnlogged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hag_log_flows_unlogged_total", Help: "Flows whose log lines were left out (log.flows: sample, over log.flows_per_second).",
+		}),
 		PoolEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hag_pool_ends_total", Help: "Warm-pool connections that ended before their first byte, by reason (closed, idle, error).",
 		}, []string{"reason"}),
@@ -75,7 +79,7 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 	}
 	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.ConvertErrors, m.DialDuration,
 		m.MPTCPFallbacks, m.Subflows, m.LimitHits, m.HandshakesInFlight, m.FlowEnds,
-		m.PoolWaiting, m.PoolEnds, m.Refusals)
+		m.PoolWaiting, m.PoolEnds, m.Refusals, m.LogFlowsUnlogged)
 	for _, r := range RefusalReasons {
 		m.Refusals.WithLabelValues(r)
 	}

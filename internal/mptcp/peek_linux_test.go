@@ -7,6 +7,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestQuietAndWaitReadable: what hcpe checks before handing out a warm
@@ -69,3 +71,44 @@ func TestQuietAndWaitReadable(t *testing.T) {
 }
 
 var errAny = errors.New("any error")
+
+// TestPeek: Peek shows what has arrived without consuming it, says EAGAIN
+// when nothing has, and 0 at EOF.
+func TestPeek(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tc := c.(*net.TCPConn)
+	buf := make([]byte, 8)
+	if _, err := Peek(tc, buf); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("Peek with nothing received: %v, want EAGAIN", err)
+	}
+	_, _ = s.Write([]byte("convert-message"))
+	time.Sleep(50 * time.Millisecond) // loopback delivery
+	for range 2 {                     // not consumed: the second look sees the same
+		if n, err := Peek(tc, buf); err != nil || string(buf[:n]) != "convert-" {
+			t.Fatalf("Peek = %q, %v; want %q", buf[:n], err, "convert-")
+		}
+	}
+	all := make([]byte, 15)
+	if _, err := io.ReadFull(tc, all); err != nil || string(all) != "convert-message" {
+		t.Fatalf("read after Peek: %q, %v", all, err)
+	}
+	s.Close()
+	time.Sleep(50 * time.Millisecond)
+	if n, err := Peek(tc, buf); n != 0 || err != nil {
+		t.Fatalf("Peek at EOF = %d, %v; want 0, nil", n, err)
+	}
+}
