@@ -43,16 +43,29 @@ func parseDevDrops(text string) map[string]float64 {
 	return out
 }
 
-// ctxSwitches is a process's voluntary and involuntary context switches
-// (/proc/<pid>/status): each is a thread parked and woken again, which on
-// this paravirtualised machine costs several microseconds of kernel time.
+// ctxSwitches is the voluntary and involuntary context switches of all of
+// a process's threads (/proc/<pid>/task/*/status): each is a thread parked
+// and woken again, which on this paravirtualised machine costs several
+// microseconds of kernel time.
 func ctxSwitches(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return 0
 	}
 	var n float64
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		n += parseCtxSwitches(string(b))
+	}
+	return n
+}
+
+func parseCtxSwitches(status string) float64 {
+	var n float64
+	for _, l := range strings.Split(status, "\n") {
 		if k, v, ok := strings.Cut(l, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
 			x, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			n += x
@@ -80,19 +93,25 @@ func ranOut(st RateStep) string {
 	for _, v := range st.LimitHits {
 		limits += v
 	}
+	// On a machine shared with other work, say so first: whatever ran
+	// out below ran out because they took the cores.
+	prefix := ""
+	if machineFull && others >= 0.5 {
+		prefix = fmt.Sprintf("the machine, taken by other processes (%.2f of its %d cores busy, %.2f of them neither hag (%.2f) nor the bench process (%.2f) nor softirq), and so ", st.MachineCores, runtime.NumCPU(), others, st.HagCores, st.BenchCores)
+	}
 	switch {
 	case limits > 0 && limits >= float64(st.ErrorCount)/2 && st.LimitHits["pool_per_cpe"] < limits:
 		return "hag's configured limits (hag_limit_hits_total): the refusals are its bounds at work, not exhaustion"
 	case st.HagCores >= 0.9:
-		return fmt.Sprintf("hag's CPU: %.2f cores", st.HagCores)
+		return prefix + fmt.Sprintf("hag's CPU: %.2f cores", st.HagCores)
 	case tunDrops > 0:
-		return fmt.Sprintf("the link emulator: its TUN queues dropped %.0f packets it did not read in time (bench process %.2f cores)", tunDrops, st.BenchCores)
+		return prefix + fmt.Sprintf("the link emulator: its TUN queues dropped %.0f packets it did not read in time (bench process %.2f cores)", tunDrops, st.BenchCores)
 	case st.Kernel["hag ListenOverflows"] > 0:
-		return fmt.Sprintf("hag's accept queue: %.0f overflows (limits.listen_backlog, net.core.somaxconn)", st.Kernel["hag ListenOverflows"])
+		return prefix + fmt.Sprintf("hag's accept queue: %.0f overflows (limits.listen_backlog, net.core.somaxconn)", st.Kernel["hag ListenOverflows"])
 	case st.GeneratorBehind:
-		return fmt.Sprintf("the load generator: %.0f ms behind its schedule", st.LateMs)
-	case machineFull && others >= max(st.HagCores, st.BenchCores):
-		return fmt.Sprintf("the machine, taken by other processes: %.2f of its %d cores busy, %.2f of them neither hag (%.2f) nor the bench process (%.2f) nor softirq", st.MachineCores, runtime.NumCPU(), others, st.HagCores, st.BenchCores)
+		return prefix + fmt.Sprintf("the load generator: %.0f ms behind its schedule", st.LateMs)
+	case prefix != "":
+		return strings.TrimSuffix(prefix, ", and so ")
 	case machineFull:
 		return fmt.Sprintf("the machine's CPU: %.2f of %d cores busy (hag %.2f, bench process — generator, emulator, server — %.2f, other processes %.2f)", st.MachineCores, runtime.NumCPU(), st.HagCores, st.BenchCores, others)
 	}

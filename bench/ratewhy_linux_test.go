@@ -29,6 +29,7 @@ func TestRanOut(t *testing.T) {
 		{"limits", RateStep{ErrorCount: 100, LimitHits: map[string]float64{"new_flows_rate": 90}}, "configured limits"},
 		{"hag", RateStep{HagCores: 0.95, MachineCores: n}, "hag's CPU"},
 		{"emulator", RateStep{HagCores: 0.4, Kernel: map[string]float64{"cpe dsl tx_drop": 50}}, "link emulator"},
+		{"emulator starved", RateStep{HagCores: 0.2, BenchCores: 0.3, MachineCores: n, Kernel: map[string]float64{"cpe dsl tx_drop": 50}}, "other processes ("},
 		{"accept queue", RateStep{HagCores: 0.4, Kernel: map[string]float64{"hag ListenOverflows": 7}}, "accept queue"},
 		{"generator", RateStep{HagCores: 0.4, GeneratorBehind: true, LateMs: 800}, "load generator"},
 		{"others", RateStep{HagCores: 0.3, BenchCores: 0.5, MachineCores: n}, "other processes"},
@@ -39,5 +40,12 @@ func TestRanOut(t *testing.T) {
 		if got := ranOut(tt.st); !strings.Contains(got, tt.want) {
 			t.Errorf("%s: ranOut = %q, want it to name %q", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestParseCtxSwitches(t *testing.T) {
+	status := "Name:\thag\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n"
+	if got := parseCtxSwitches(status); got != 127 {
+		t.Errorf("parseCtxSwitches = %v, want 127", got)
 	}
 }
