@@ -423,7 +423,19 @@ func (b *bench) ramp(ctx context.Context, s *system, g *rateGen, run *RateRun, p
 		{b.lab.SRV, "srv ", []string{"TcpExt:ListenOverflows", "TcpExt:ListenDrops"}},
 	}
 	counters := func() map[string]float64 {
-		out := map[string]float64{}
+		out := map[string]float64{"hag context switches": ctxSwitches(s.pids()["hag"])}
+		// The emulated links' TUN devices: a transmit drop is a packet
+		// the emulator did not read in time.
+		for _, ns := range []struct {
+			ns    *netlab.NS
+			label string
+		}{{b.lab.CPE, "cpe "}, {b.lab.HAG, "hag "}} {
+			for k, v := range devDrops(ns.ns) {
+				if strings.HasPrefix(k, "dsl ") || strings.HasPrefix(k, "lte ") {
+					out[ns.label+k] = v
+				}
+			}
+		}
 		for _, k := range kernel {
 			text, err := nsProc(k.ns, "netstat")
 			if err != nil {
@@ -528,7 +540,7 @@ func (r *RateRun) finish(timeout time.Duration) {
 		return
 	}
 	r.BrokeAt = last.Target
-	var why []string
+	why := []string{"resource that ran out: " + ranOut(last)}
 	if last.OK == 0 {
 		why = append(why, "no flow succeeded")
 	}
@@ -597,6 +609,9 @@ func (r *RateRun) finish(timeout time.Duration) {
 			runtime.NumCPU(), last.MachineCores, last.HagCores, last.BenchCores, last.SoftirqCores))
 	} else {
 		why = append(why, fmt.Sprintf("CPU: hag %.2f cores, bench process %.2f, kernel softirq %.2f, machine %.2f busy", last.HagCores, last.BenchCores, last.SoftirqCores, last.MachineCores))
+	}
+	if n := last.Kernel["hag context switches"]; n > 0 && last.OK > 0 {
+		why = append(why, fmt.Sprintf("hag's threads switched %.1f times per flow", n/float64(last.OK)))
 	}
 	r.Why = strings.Join(why, "; ")
 }

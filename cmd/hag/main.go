@@ -28,7 +28,7 @@ func main() {
 		Name:    "hag",
 		Short:   "hag terminates MPTCP from hybrid CPEs and converts each flow to plain TCP",
 		Load:    config.LoadHAG,
-		Log:     func(c *config.HAG) config.Log { return c.Log },
+		Log:     func(c *config.HAG) config.Log { return c.Log.Log },
 		Summary: gateway.Summary,
 		New: func(c *config.HAG, log *slog.Logger) (cli.Runner, error) {
 			return gateway.New(c, log)

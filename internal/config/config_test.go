@@ -126,6 +126,25 @@ const minimalHAG = `cpes:
     client_prefixes: ["2001:db8:10::/56"]
 `
 
+// TestHAGLogFields: the log block keeps the common fields next to
+// hag's own, and defaults to sampled flow lines.
+func TestHAGLogFields(t *testing.T) {
+	c, err := LoadHAG(write(t, "hag.yaml", minimalHAG))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Log.Flows != FlowLogSample || c.Log.FlowsPerSecond != 100 || c.Log.Level != "info" || c.Limits.ListenBacklog != 0 {
+		t.Errorf("defaults: %+v, listen_backlog %d", c.Log, c.Limits.ListenBacklog)
+	}
+	c, err = LoadHAG(write(t, "hag.yaml", "log:\n  level: debug\n  format: json\n  flows: info\nlimits:\n  listen_backlog: 8192\n"+minimalHAG))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Log.Level != "debug" || c.Log.Format != "json" || c.Log.Flows != FlowLogInfo || c.Limits.ListenBacklog != 8192 {
+		t.Errorf("decoded: %+v, listen_backlog %d", c.Log, c.Limits.ListenBacklog)
+	}
+}
+
 func TestHAGProblems(t *testing.T) {
 	if _, err := LoadHAG(write(t, "hag.yaml", minimalHAG)); err != nil {
 		t.Fatalf("minimal hag config: %v", err)
@@ -158,6 +177,9 @@ func TestHAGProblems(t *testing.T) {
 			[]string{`cpes[0].keys[0].key_file: cannot read`}},
 		{"replay entries", minimalHAG + "limits:\n  cookie_replay_entries: 0\n", []string{"hag.yaml:7: limits.cookie_replay_entries: must be greater than 0"}},
 		{"no-cookie Fast Open without Fast Open", "listen:\n  fast_open_no_cookie_unsafe: true\n" + minimalHAG, []string{"listen.fast_open_no_cookie_unsafe: needs listen.fast_open: true"}},
+		{"log.flows", "log:\n  flows: all\n" + minimalHAG, []string{`hag.yaml:2: log.flows: "all" is not one of sample, info, debug`}},
+		{"log.flows_per_second", "log:\n  flows: sample\n  flows_per_second: 0\n" + minimalHAG, []string{"hag.yaml:3: log.flows_per_second: must be greater than 0"}},
+		{"listen_backlog", minimalHAG + "limits:\n  listen_backlog: -1\n", []string{"hag.yaml:7: limits.listen_backlog: -1 is out of range 0..1048576"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

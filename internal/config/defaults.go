@@ -89,7 +89,7 @@ func (p *Probe) fill(def Probe) {
 // DefaultHAG is hag's configuration before the file is applied.
 func DefaultHAG() *HAG {
 	return &HAG{
-		Log:         Log{Level: "info", Format: "auto"},
+		Log:         HAGLog{Log: Log{Level: "info", Format: "auto"}, Flows: FlowLogSample, FlowsPerSecond: 100},
 		Listen:      HAGListen{Addresses: []string{"::"}, Port: DefaultPort},
 		Egress:      Egress{IPv4: "share", IPv6: "preserve"},
 		Transparent: Transparent{Install: true, Mark: 0x4847, Table: 4847, RulePriority: 100},

@@ -8,7 +8,7 @@ import (
 
 // HAG is hag's configuration file.
 type HAG struct {
-	Log         Log         `yaml:"log"`
+	Log         HAGLog      `yaml:"log"`
 	Listen      HAGListen   `yaml:"listen"`
 	CPEs        []CPE       `yaml:"cpes"`
 	Egress      Egress      `yaml:"egress"`
@@ -21,6 +21,29 @@ type HAG struct {
 
 	file string
 }
+
+// HAGLog is hag's log block: the daemons' common fields and how hag logs
+// each flow.
+type HAGLog struct {
+	Log `yaml:",inline"`
+	// Flows is how each flow's lines (flow open, flow closed, refusals)
+	// are logged: FlowLogSample, FlowLogInfo or FlowLogDebug.
+	Flows string `yaml:"flows"`
+	// FlowsPerSecond is how many new flows a second FlowLogSample logs.
+	FlowsPerSecond int `yaml:"flows_per_second"`
+}
+
+// The values of log.flows.
+const (
+	// FlowLogSample logs every line of at most log.flows_per_second new
+	// flows a second and counts the flows it leaves out.
+	FlowLogSample = "sample"
+	// FlowLogInfo logs every flow: open and close at info.
+	FlowLogInfo = "info"
+	// FlowLogDebug logs flow open and close at debug; refusals stay at
+	// their level for every flow.
+	FlowLogDebug = "debug"
+)
 
 // HAGListen is where hag accepts MPTCP connections from CPEs.
 type HAGListen struct {
@@ -114,6 +137,11 @@ type HAGLimits struct {
 	FlowsPerCPE        int `yaml:"flows_per_cpe"`
 	FlowsTotal         int `yaml:"flows_total"`
 	HandshakesInFlight int `yaml:"handshakes_in_flight"`
+	// ListenBacklog is each listener's backlog: connections whose
+	// handshake completed that may wait for hag to accept them, which
+	// also bounds the SYN queue. 0 takes net.core.somaxconn, which caps
+	// any value.
+	ListenBacklog int `yaml:"listen_backlog"`
 	// HandshakesPerSource bounds handshakes in flight from one IPv4
 	// address or one IPv6 /64, so one host cannot take every slot.
 	HandshakesPerSource int           `yaml:"handshakes_per_source"`
@@ -137,6 +165,10 @@ type HAGLimits struct {
 	ResourceBackoff     time.Duration `yaml:"resource_backoff"`
 	ShutdownGrace       time.Duration `yaml:"shutdown_grace"`
 }
+
+// maxListenBacklog is the most limits.listen_backlog may be: somaxconn
+// caps it anyway, and beyond this a typo, not a sizing.
+const maxListenBacklog = 1 << 20
 
 // File is the path the config was loaded from.
 func (c *HAG) File() string { return c.file }
@@ -197,6 +229,10 @@ func cpeKeys(ps *problems, p string, cp *CPE) []CPEKey {
 
 func (c *HAG) validate(ps *problems) {
 	c.Log.validate(ps)
+	ps.oneOf("log.flows", c.Log.Flows, FlowLogSample, FlowLogInfo, FlowLogDebug)
+	if c.Log.Flows == FlowLogSample {
+		ps.positive("log.flows_per_second", int64(c.Log.FlowsPerSecond))
+	}
 	if len(c.Listen.Addresses) == 0 {
 		ps.add("listen.addresses", "at least one listen address is required (\"::\" for all)")
 	}
@@ -279,6 +315,9 @@ func (c *HAG) validate(ps *problems) {
 	ps.positive("limits.flows_total", int64(l.FlowsTotal))
 	ps.positive("limits.handshakes_in_flight", int64(l.HandshakesInFlight))
 	ps.positive("limits.handshakes_per_source", int64(l.HandshakesPerSource))
+	if l.ListenBacklog < 0 || l.ListenBacklog > maxListenBacklog {
+		ps.add("limits.listen_backlog", "%d is out of range 0..%d (0: net.core.somaxconn)", l.ListenBacklog, maxListenBacklog)
+	}
 	if l.NewFlowsPerSecond <= 0 {
 		ps.add("limits.new_flows_per_second", "must be greater than 0")
 	}

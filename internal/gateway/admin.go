@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"hybridgw/internal/admin"
@@ -35,6 +36,46 @@ type trackedFlow struct {
 	conn      *net.TCPConn
 	ctr       *relay.Counters
 	start     time.Time
+
+	// The most subflows seen (sampleSubflows): they join after the
+	// handshake and are gone once the relay closed the socket, so they
+	// are sampled while the flow runs, 1 s after its start, then every
+	// 5 s. maxSubflows is 0 until the first sample.
+	maxSubflows atomic.Int64
+	nextSample  time.Time // guarded by registry.mu
+}
+
+// subflows is the most subflows the flow was seen with, at least the
+// initial one.
+func (f *trackedFlow) subflows() int64 { return max(1, f.maxSubflows.Load()) }
+
+// When a flow's subflows are sampled: after its first second (joins
+// arrive within an RTT or two), then every 5 s.
+const (
+	firstSubflowSample = time.Second
+	subflowSampleEvery = 5 * time.Second
+)
+
+// sampleSubflows reads MPTCP_INFO of every flow whose sample is due, one
+// pass a second for all flows (no timer per flow; a flow shorter than a
+// second costs nothing here).
+func (r *registry) sampleSubflows(now time.Time) {
+	var due []*trackedFlow
+	r.mu.Lock()
+	for f := range r.flows {
+		if !now.Before(f.nextSample) {
+			f.nextSample = now.Add(subflowSampleEvery)
+			due = append(due, f)
+		}
+	}
+	r.mu.Unlock()
+	for _, f := range due {
+		if info, err := mptcp.Info(f.conn); err == nil && !info.Fallback {
+			if n := int64(info.Subflows) + 1; n > f.maxSubflows.Load() {
+				f.maxSubflows.Store(n)
+			}
+		}
+	}
 }
 
 // cpeSeen counts one CPE's flows since start.
@@ -45,24 +86,24 @@ type cpeSeen struct {
 	toServer, toClient int64 // of its finished flows
 }
 
-// track registers a flow from the start of its relay; the returned func
+// track registers a flow from the start of its relay; untrack
 // unregisters it and adds its bytes to its CPE's.
-func (r *registry) track(f trackedFlow) (untrack func()) {
-	f.start = time.Now()
-	tf := &f
+func (r *registry) track(tf *trackedFlow) (untrack func()) {
+	tf.start = time.Now()
+	tf.nextSample = tf.start.Add(firstSubflowSample)
 	r.mu.Lock()
 	if r.flows == nil {
 		r.flows, r.cpes = map[*trackedFlow]struct{}{}, map[string]*cpeSeen{}
 	}
 	r.flows[tf] = struct{}{}
-	cs := r.cpes[f.cpe]
+	cs := r.cpes[tf.cpe]
 	if cs == nil {
 		cs = &cpeSeen{}
-		r.cpes[f.cpe] = cs
+		r.cpes[tf.cpe] = cs
 	}
 	cs.flows++
 	cs.active++
-	cs.last = f.start
+	cs.last = tf.start
 	r.mu.Unlock()
 	return func() {
 		r.mu.Lock()

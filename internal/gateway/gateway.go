@@ -20,6 +20,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
 	"hybridgw/internal/config"
 	"hybridgw/internal/convert"
 	"hybridgw/internal/metrics"
@@ -39,6 +42,11 @@ type Gateway struct {
 	lim      *limiter
 	src      *sourceSlots
 	replay   *replay.Filter // cookies accepted within their validity, each accepted once
+	// flowLog decides which flows' lines are logged (log.flows).
+	flowLog *flowLogs
+	// hot are the series serve updates for every flow, resolved once:
+	// a label lookup hashes its values under a lock each time.
+	hot hotMetrics
 
 	handshakes atomic.Int64
 	flowSeq    atomic.Uint64
@@ -63,12 +71,38 @@ func New(cfg *config.HAG, log *slog.Logger) (*Gateway, error) {
 	g.conf.Store(cfg)
 	g.m = metrics.NewHAG(g.bytes)
 	g.m.SetCookieReplayEntries(func() float64 { return float64(g.replay.Len()) })
+	g.flowLog = newFlowLogs(cfg.Log)
+	g.hot = resolveHot(g.m)
 	return g, nil
 }
 
 // cfg is the config in force. A flow reads it afresh at each step, so a
 // reload applies to the next decision of flows already in their handshake.
 func (g *Gateway) cfg() *config.HAG { return g.conf.Load() }
+
+// hotMetrics are the series of a flow's common path.
+type hotMetrics struct {
+	flowsOK           prometheus.Counter
+	dialOK, dialError prometheus.Observer
+	ends              [relay.ReasonCanceled + 1]prometheus.Counter // by relay.Reason
+}
+
+func resolveHot(m *metrics.HAG) hotMetrics {
+	h := hotMetrics{flowsOK: m.Flows.WithLabelValues("ok"),
+		dialOK: m.DialDuration.WithLabelValues("ok"), dialError: m.DialDuration.WithLabelValues("error")}
+	for r := range h.ends {
+		h.ends[r] = m.FlowEnds.WithLabelValues(relay.Reason(r).String())
+	}
+	return h
+}
+
+// flowEnds is hag_flow_ends_total for r.
+func (g *Gateway) flowEnds(r relay.Reason) prometheus.Counter {
+	if int(r) < len(g.hot.ends) {
+		return g.hot.ends[r]
+	}
+	return g.m.FlowEnds.WithLabelValues(r.String())
+}
 
 // Summary is what hag logs about its config at start.
 func Summary(c *config.HAG) []any {
@@ -168,7 +202,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		} else if a.IsUnspecified() {
 			network = "tcp" // "::" is dual-stack
 		}
-		ln, err := mptcp.Listen(ctx, network, addr, mptcp.ListenOptions{FastOpen: fastOpenMode(g.cfg().Listen)})
+		ln, err := mptcp.Listen(ctx, network, addr, g.listenOptions())
 		if err != nil {
 			return fmt.Errorf("listening on %s: %w", addr, err)
 		}
@@ -177,6 +211,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.own.set(a, true)
 		g.log.Info("listening", "addr", ln.Addr().String(), "mptcp", true, "tfo", g.cfg().Listen.FastOpen, "tfo_without_cookie", g.cfg().Listen.FastOpenNoCookieUnsafe)
 	}
+	g.logBacklog()
 
 	// Health probes from CPEs arrive on the same addresses and port, over
 	// UDP (internal/probe); only CPEs with a key can be answered, under
@@ -227,7 +262,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			g.log.Error("admin API unavailable", "err", err)
 		}
 	})
-	mwg.Go(func() { g.trimLoop(metricsCtx) })
+	mwg.Go(func() { g.housekeeping(metricsCtx) })
 	defer func() { stopMetrics(); mwg.Wait() }()
 
 	flowCtx, cancelFlows := context.WithCancel(context.Background())
@@ -266,9 +301,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 // flows (make bench figure 5); smaller dips do not force a collection.
 const trimMinDrop = 256
 
-// trimLoop releases freed memory once a second after a wave of flows has
-// closed, until ctx ends.
-func (g *Gateway) trimLoop(ctx context.Context) {
+// housekeeping runs once a second until ctx ends: it samples the
+// subflows of the flows that are due (sampleSubflows), releases freed
+// memory after a wave of flows has closed, and reports the flows whose
+// lines log.flows left out. One ticker for all flows: no timer per flow.
+func (g *Gateway) housekeeping(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	trimmer := trim.Trimmer{MinDrop: trimMinDrop}
@@ -276,9 +313,42 @@ func (g *Gateway) trimLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
+			g.reg.sampleSubflows(now)
 			trimmer.Observe(g.activeFlows())
+			g.reportUnlogged()
 		}
+	}
+}
+
+// listenOptions are the listeners' socket options. What every accepted
+// connection needs is set once on the listening socket, which they
+// inherit it from: keepalive, TCP_NOTSENT_LOWAT, and SO_LINGER 0, so that
+// a connection hag has not finished with is reset, never ended with a
+// FIN that would present a refused or cut flow as complete (closeGently
+// and the relay's clean end restore the normal close).
+func (g *Gateway) listenOptions() mptcp.ListenOptions {
+	return mptcp.ListenOptions{FastOpen: fastOpenMode(g.cfg().Listen), Backlog: g.cfg().Limits.ListenBacklog,
+		NotSentLowat: g.cfg().Limits.NotSentLowat, ResetOnClose: true}
+}
+
+// logBacklog logs the listeners' backlog and the kernel bounds it meets,
+// and warns when net.core.somaxconn cuts the configured one short.
+func (g *Gateway) logBacklog() {
+	somax, err := mptcp.Somaxconn()
+	if err != nil {
+		g.log.Warn("cannot read net.core.somaxconn", "err", err)
+		return
+	}
+	synMax, _ := mptcp.MaxSynBacklog()
+	want := g.cfg().Limits.ListenBacklog
+	backlog := somax
+	if want > 0 {
+		backlog = min(want, somax)
+	}
+	g.log.Info("listen backlog", "backlog", backlog, "net.core.somaxconn", somax, "net.ipv4.tcp_max_syn_backlog", synMax)
+	if want > somax {
+		g.log.Warn("limits.listen_backlog is cut to net.core.somaxconn; raise the sysctl (deploy/sysctl/60-hybridgw-hag.conf)", "listen_backlog", want, "net.core.somaxconn", somax)
 	}
 }
 
@@ -341,8 +411,16 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	defer conn.Close()
 	id := g.flowSeq.Add(1)
 	peer := addrPortOf(conn.RemoteAddr())
-	log := g.log.With("flow", id, "peer", peer.String())
-	if !g.awaitFirstByte(ctx, conn, peer, log) {
+	log := g.flowLogger(id, peer, time.Now())
+	// One look at what has arrived: the whole Convert message, usually,
+	// or nothing yet (a warm-pool connection, or the request still on
+	// its way).
+	var buf [convert.MaxMsgLen]byte
+	peeked, err := mptcp.Peek(conn, buf[:])
+	if errors.Is(err, unix.EAGAIN) && !g.awaitFirstByte(ctx, conn, peer, log) {
+		// A warm connection hag will not keep ends with a FIN, as hcpe
+		// expects of a pooled connection that was merely closed.
+		_ = conn.SetLinger(-1)
 		return
 	}
 
@@ -366,20 +444,15 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	}
 	defer srcDone()
 
-	isMPTCP, err := mptcp.Check(conn)
-	if err == nil && !isMPTCP {
-		g.m.MPTCPFallbacks.Inc()
-		log.Info("client connection is plain TCP (MPTCP fell back or was not offered)")
-	}
-
-	m, ok := g.readRequest(conn, log)
+	m, ok := g.readRequest(conn, buf[:], peeked, log)
 	if !ok {
 		return
 	}
 	// With Fast Open the request may have come in the SYN, before the
 	// client proved it owns its address: nothing is decided, dialled or
 	// written until the third ACK has arrived (RFC 8803 §9, RFC 7413 §5).
-	if !g.proveSource(conn, log) {
+	isMPTCP, ok := g.proveSource(conn, log)
+	if !ok {
 		return
 	}
 	if !m.Has(convert.TypeConnect) {
@@ -390,7 +463,9 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 		closeGently(conn)
 		return
 	}
-	log = log.With("dst", m.Connect.Dst.String())
+	if log != discard {
+		log = log.With("dst", m.Connect.Dst.String())
+	}
 
 	p, r := g.decide(peer, &m)
 	if r != nil {
@@ -398,9 +473,11 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 		return
 	}
 	defer p.release()
-	log = log.With("cpe", p.cpe.ID)
-	if p.cookie != nil {
-		log = log.With("key_id", p.cookie.KeyID)
+	if log != discard {
+		log = log.With("cpe", p.cpe.ID)
+		if p.cookie != nil {
+			log = log.With("key_id", p.cookie.KeyID)
+		}
 	}
 
 	sconn, start, ok := g.connect(ctx, conn, p, log)
@@ -413,23 +490,27 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	g.runFlow(ctx, conn, sconn, flowInfo{id: id, peer: peer, m: &m, plan: p, mptcp: isMPTCP, start: start}, log)
 }
 
-// readRequest reads the Convert message under the read deadline. A bad
+// readRequest reads the Convert message: at once when peeked bytes of buf
+// (mptcp.Peek's) hold all of it, else under the read deadline. A bad
 // message is answered (or reset, where the RFC says so) here; ok is false
 // then and the connection is done.
-func (g *Gateway) readRequest(conn *net.TCPConn, log *slog.Logger) (m convert.Msg, ok bool) {
-	var buf [convert.MaxMsgLen]byte
-	// Deadline setters fail only on a closed conn, and the I/O after them
-	// then fails and says so; the same throughout this file.
-	_ = conn.SetReadDeadline(time.Now().Add(g.cfg().Limits.ConvertReadTimeout))
-	m, raw, err := convert.ReadRequest(conn, buf[:])
+func (g *Gateway) readRequest(conn *net.TCPConn, buf []byte, peeked int, log *slog.Logger) (m convert.Msg, ok bool) {
+	m, raw, err, whole := requestFromPeek(conn, buf, peeked)
+	if !whole {
+		_ = conn.SetReadDeadline(time.Now().Add(g.cfg().Limits.ConvertReadTimeout))
+		m, raw, err = convert.ReadRequest(conn, buf)
+		if err == nil {
+			_ = conn.SetReadDeadline(time.Time{})
+		}
+	}
 	if err == nil {
-		_ = conn.SetReadDeadline(time.Time{})
 		return m, true
 	}
 	var ne net.Error
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &ne) && ne.Timeout():
 		// Nobody to answer: the client left or never spoke.
+		g.countFallback(conn, log)
 		log.Info("no Convert message", "err", err)
 		g.m.Flows.WithLabelValues("no_request").Inc()
 		return m, false
@@ -438,7 +519,7 @@ func (g *Gateway) readRequest(conn *net.TCPConn, log *slog.Logger) (m convert.Ms
 		code, _ := convert.CodeOf(err)
 		log.Warn("bad Convert message", "code", code.String(), "err", err)
 		g.countRefusal(code)
-		if !g.proveSource(conn, log) {
+		if _, ok := g.proveSource(conn, log); !ok {
 			return m, false
 		}
 		_ = conn.SetWriteDeadline(time.Now().Add(g.cfg().Limits.ConvertReadTimeout))
@@ -446,6 +527,7 @@ func (g *Gateway) readRequest(conn *net.TCPConn, log *slog.Logger) (m convert.Ms
 		closeGently(conn)
 		return m, false
 	}
+	g.countFallback(conn, log)
 	log.Warn("Convert message asks for a reset", "err", err)
 	g.m.Flows.WithLabelValues("reset").Inc()
 	// SetLinger fails only on a closed conn, which has nothing to reset.
@@ -453,19 +535,62 @@ func (g *Gateway) readRequest(conn *net.TCPConn, log *slog.Logger) (m convert.Ms
 	return m, false
 }
 
+// requestFromPeek reads and parses the request with one read when the
+// peeked bytes hold it whole (whole is true then, err says how it went).
+// The read takes exactly the message: bytes the client sent after it stay
+// queued for the relay.
+func requestFromPeek(conn *net.TCPConn, buf []byte, peeked int) (m convert.Msg, raw []byte, err error, whole bool) {
+	if peeked < convert.HeaderLen {
+		return m, nil, nil, false
+	}
+	n, err := convert.ParseHeader(buf[:peeked])
+	if err != nil || n > peeked {
+		return m, nil, nil, false // the slow path reads and reports it
+	}
+	if _, err := io.ReadFull(conn, buf[:n]); err != nil {
+		return m, nil, fmt.Errorf("convert: reading %d-byte message: %w", n, err), true
+	}
+	if m, _, err = convert.Parse(buf[:n]); err == nil {
+		err = convert.CheckRequest(&m)
+	}
+	if err != nil {
+		return convert.Msg{}, buf[:n], err, true
+	}
+	return m, buf[:n], nil, true
+}
+
+// countFallback counts a plain TCP client on a path that ends before
+// proveSource, which counts the others.
+func (g *Gateway) countFallback(conn *net.TCPConn, log *slog.Logger) {
+	if ok, err := mptcp.Check(conn); err == nil && !ok {
+		g.m.MPTCPFallbacks.Inc()
+		log.Info("client connection is plain TCP (MPTCP fell back or was not offered)")
+	}
+}
+
 // proveSource waits, bounded by the Convert deadline, until the client's
 // handshake has completed, so that its source address is proven and hag
 // may write. A connection that never gets there (a blind spoofer's SYN
-// with data) is refused without a word and reset.
-func (g *Gateway) proveSource(conn *net.TCPConn, log *slog.Logger) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), g.cfg().Limits.ConvertReadTimeout)
-	defer cancel()
-	if err := mptcp.WaitEstablished(ctx, conn); err != nil {
-		g.refused(log, "handshake_unproven", err.Error())
-		_ = conn.SetLinger(0) // fails only on a closed conn: nothing to reset
-		return false
+// with data) is refused without a word and reset. It also tells, and
+// counts, a plain TCP client. Usually the first look settles it: one
+// MPTCP_INFO read, no timer.
+func (g *Gateway) proveSource(conn *net.TCPConn, log *slog.Logger) (isMPTCP, ok bool) {
+	hs, err := mptcp.Handshake(conn)
+	if err != nil || !hs.Done {
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg().Limits.ConvertReadTimeout)
+		defer cancel()
+		if err := mptcp.WaitEstablished(ctx, conn); err != nil {
+			g.refused(log, "handshake_unproven", err.Error())
+			_ = conn.SetLinger(0)
+			return false, false
+		}
+		hs, _ = mptcp.Handshake(conn)
 	}
-	return true
+	if !hs.MPTCP {
+		g.m.MPTCPFallbacks.Inc()
+		log.Info("client connection is plain TCP (MPTCP fell back or was not offered)")
+	}
+	return hs.MPTCP, true
 }
 
 // plan is what decide admits: the CPE, the destination, the source to dial
@@ -527,14 +652,17 @@ func (g *Gateway) decide(peer netip.AddrPort, m *convert.Msg) (plan, *refusal) {
 // arrives). ok is false when the flow is over (refused or client gone).
 func (g *Gateway) connect(ctx context.Context, conn *net.TCPConn, p plan, log *slog.Logger) (sconn *net.TCPConn, start time.Time, ok bool) {
 	start = time.Now()
-	sconn, err := dialServer(ctx, p.dst, p.src, g.cfg().Limits.DialTimeout)
+	sconn, err := dialServer(ctx, p.dst, p.src, dialOptions{timeout: g.cfg().Limits.DialTimeout, notSentLowat: g.cfg().Limits.NotSentLowat})
 	if err != nil {
-		g.m.DialDuration.WithLabelValues("error").Observe(time.Since(start).Seconds())
-		g.answer(conn, log.With("src", p.src.Addr.String()), dialRefusal(err, p.dst.Addr()))
+		g.hot.dialError.Observe(time.Since(start).Seconds())
+		if log != discard {
+			log = log.With("src", p.src.Addr.String())
+		}
+		g.answer(conn, log, dialRefusal(err, p.dst.Addr()))
 		return nil, start, false
 	}
-	g.m.DialDuration.WithLabelValues("ok").Observe(time.Since(start).Seconds())
-	g.waitEstablished(conn, log)
+	g.hot.dialOK.Observe(time.Since(start).Seconds())
+	// The client's handshake is complete: serve proved it before decide.
 	reply := convert.Msg{}
 	if err := convert.WriteMsg(conn, &reply); err != nil {
 		log.Info("client gone before the reply", "err", err)
@@ -557,28 +685,32 @@ type flowInfo struct {
 
 // runFlow relays an answered flow until it ends, with its accounting.
 func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowInfo, log *slog.Logger) {
-	g.m.Flows.WithLabelValues("ok").Inc()
-	if lw := g.cfg().Limits.NotSentLowat; lw > 0 {
-		// Bounds what queues per flow in hag: without it a fast server
-		// fills tens of MB of send buffer towards a slow uplink. It
-		// fails only on a socket already closed (the relay then ends at
-		// once) or a kernel without the option (pre-3.12, which has no
-		// usable MPTCP either), so the error is not worth a flow.
+	g.hot.flowsOK.Inc()
+	// TCP_NOTSENT_LOWAT bounds what queues per flow in hag (without it a
+	// fast server fills tens of MB of send buffer towards a slow uplink).
+	// It is set already: an MPTCP conn inherited it from the listener,
+	// sconn got it before connect; a plain TCP client's conn does not
+	// inherit it.
+	if lw := g.cfg().Limits.NotSentLowat; lw > 0 && !f.mptcp {
 		_ = mptcp.SetNotSentLowat(conn, lw)
-		_ = mptcp.SetNotSentLowat(sconn, lw)
 	}
 	local := addrPortOf(sconn.LocalAddr())
-	log.Info("flow open", "src", local.String(), "preserved", f.plan.src.Preserved, "mptcp", f.mptcp, "dial", time.Since(f.start).Round(time.Microsecond).String())
+	lvl, lines := g.flowLines(log)
+	if lines {
+		log.Log(ctx, lvl, "flow open", "src", local.String(), "preserved", f.plan.src.Preserved, "mptcp", f.mptcp, "dial", time.Since(f.start).Round(time.Microsecond).String())
+	}
 
 	defer g.guardJoins(conn, f.plan.cpe, f.peer, log)()
-	smp := startSubflowSampler(conn)
 	var ctr relay.Counters
 	g.mu.Lock()
 	g.live[&ctr] = struct{}{}
 	g.mu.Unlock()
-	defer g.reg.track(trackedFlow{id: f.id, cpe: f.plan.cpe.ID, peer: f.peer, client: f.m.ClientAddr, dst: f.plan.dst, src: local, preserved: f.plan.src.Preserved, mptcp: f.mptcp, conn: conn, ctr: &ctr})()
+	tf := &trackedFlow{id: f.id, cpe: f.plan.cpe.ID, peer: f.peer, client: f.m.ClientAddr, dst: f.plan.dst, src: local, preserved: f.plan.src.Preserved, mptcp: f.mptcp, conn: conn, ctr: &ctr}
+	defer g.reg.track(tf)()
 	g.m.FlowsActive.Inc()
-	res := relay.Relay(ctx, conn, sconn, relay.Options{IdleTimeout: g.cfg().Limits.IdleTimeout, Counters: &ctr})
+	// Both conns already close with a reset until the relay ends them
+	// cleanly (listenOptions, dialServer).
+	res := relay.Relay(ctx, conn, sconn, relay.Options{IdleTimeout: g.cfg().Limits.IdleTimeout, Counters: &ctr, ResetOnClose: true})
 	g.m.FlowsActive.Dec()
 	g.mu.Lock()
 	delete(g.live, &ctr)
@@ -586,55 +718,25 @@ func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowI
 	g.doneBytes[1] += res.BtoA
 	g.mu.Unlock()
 
-	subflows := smp.stop()
+	subflows := tf.subflows()
 	g.m.Subflows.Observe(float64(subflows))
-	g.m.FlowEnds.WithLabelValues(res.End.String()).Inc()
-	attrs := []any{"reason", res.End.String(), "first", res.First.String(), "to_server", res.AtoB, "to_client", res.BtoA,
-		"duration", time.Since(f.start).Round(time.Millisecond).String(), "subflows", subflows}
-	if res.Err != nil && res.End != relay.ReasonEOF {
-		attrs = append(attrs, "err", res.Err)
-	}
-	log.Info("flow closed", attrs...)
-}
-
-// subflowSampler keeps the most subflows a flow had. Subflows join after
-// the handshake and are gone once the relay closed the socket, so it
-// samples while the flow runs: after 1 s, then every 5 s.
-type subflowSampler struct {
-	conn    *net.TCPConn
-	max     atomic.Int64
-	stopped atomic.Bool
-	timer   *time.Timer
-}
-
-func startSubflowSampler(conn *net.TCPConn) *subflowSampler {
-	s := &subflowSampler{conn: conn}
-	s.max.Store(1)
-	s.timer = time.AfterFunc(time.Second, s.sample)
-	return s
-}
-
-func (s *subflowSampler) sample() {
-	if info, err := mptcp.Info(s.conn); err == nil && !info.Fallback {
-		if n := int64(info.Subflows) + 1; n > s.max.Load() {
-			s.max.Store(n)
+	g.flowEnds(res.End).Inc()
+	if lines {
+		attrs := []any{"reason", res.End.String(), "first", res.First.String(), "to_server", res.AtoB, "to_client", res.BtoA,
+			"duration", time.Since(f.start).Round(time.Millisecond).String(), "subflows", subflows}
+		if res.Err != nil && res.End != relay.ReasonEOF {
+			attrs = append(attrs, "err", res.Err)
 		}
+		log.Log(ctx, lvl, "flow closed", attrs...)
 	}
-	if !s.stopped.Load() {
-		s.timer.Reset(5 * time.Second)
-	}
-}
-
-// stop ends sampling and returns the most subflows seen.
-func (s *subflowSampler) stop() int64 {
-	s.stopped.Store(true)
-	s.timer.Stop()
-	return s.max.Load()
 }
 
 // waitEstablished holds the first write until the MPTCP handshake is
 // complete (see mptcp.WaitEstablished), bounded by the Convert deadline.
 func (g *Gateway) waitEstablished(conn *net.TCPConn, log *slog.Logger) {
+	if hs, err := mptcp.Handshake(conn); err == nil && hs.Done {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg().Limits.ConvertReadTimeout)
 	defer cancel()
 	if err := mptcp.WaitEstablished(ctx, conn); err != nil {
@@ -667,8 +769,10 @@ func (g *Gateway) answer(conn *net.TCPConn, log *slog.Logger, r *refusal) {
 
 // closeGently sends FIN and reads what the client still sends for a
 // moment: closing with unread data would turn the FIN into a RST and the
-// client could lose the Error TLV.
+// client could lose the Error TLV. It restores the normal close first
+// (accepted connections inherit SO_LINGER 0: listenOptions).
 func closeGently(conn *net.TCPConn) {
+	_ = conn.SetLinger(-1)
 	_ = conn.CloseWrite()
 	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
 	_, _ = io.Copy(io.Discard, io.LimitReader(conn, 1<<20))

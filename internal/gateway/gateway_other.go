@@ -17,7 +17,12 @@ type transparent struct{}
 func installTransparent(config.Transparent) (*transparent, error) { return nil, errors.ErrUnsupported }
 func (t *transparent) remove() error                              { return nil }
 
-func dialServer(context.Context, netip.AddrPort, source, time.Duration) (*net.TCPConn, error) {
+type dialOptions struct {
+	timeout      time.Duration
+	notSentLowat int
+}
+
+func dialServer(context.Context, netip.AddrPort, source, dialOptions) (*net.TCPConn, error) {
 	return nil, errors.ErrUnsupported
 }
 

@@ -58,14 +58,11 @@ func (p *poolGate) leave(a netip.Addr) {
 	}
 }
 
-// awaitFirstByte returns true once conn has a byte to read, at once when
-// the Convert message is already there (a fresh, unpooled flow). false
-// means serve should close conn: the peer left, idled past pool_idle, has
-// too many waiting, or hag is shutting down.
+// awaitFirstByte is for a connection that has nothing to read yet (serve
+// peeked): it returns true once conn has a byte to read. false means serve
+// should close conn: the peer left, idled past pool_idle, has too many
+// waiting, or hag is shutting down.
 func (g *Gateway) awaitFirstByte(ctx context.Context, conn *net.TCPConn, peer netip.AddrPort, log *slog.Logger) bool {
-	if !mptcp.Quiet(conn) {
-		return true // data, EOF or an error: the Convert read says which
-	}
 	a := peer.Addr().Unmap()
 	if limit := g.pool.enter(a, g.cfg().Limits.PoolPerCPE, g.cfg().Limits.FlowsTotal); limit != "" {
 		g.m.LimitHits.WithLabelValues(limit).Inc()

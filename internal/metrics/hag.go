@@ -23,6 +23,7 @@ type HAG struct {
 	PoolEnds           *prometheus.CounterVec // reason: closed, idle, error
 	Refusals           *prometheus.CounterVec // reason: RefusalReasons
 	Reloads            *prometheus.CounterVec // result: ok, refused
+	LogFlowsUnlogged   prometheus.Counter     // flows whose lines log.flows: sample left out
 
 	replayEntries atomic.Pointer[func() float64] // SetCookieReplayEntries
 }
@@ -72,6 +73,9 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 		PoolWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hag_pool_waiting", Help: "Established connections (hcpe's warm pool) waiting for their first byte.",
 		}),
+		LogFlowsUnlogged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hag_log_flows_unlogged_total", Help: "Flows whose log lines were left out (log.flows: sample, over log.flows_per_second).",
+		}),
 		PoolEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hag_pool_ends_total", Help: "Warm-pool connections that ended before their first byte, by reason (closed, idle, error).",
 		}, []string{"reason"}),
@@ -86,7 +90,7 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 	}
 	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.ConvertErrors, m.DialDuration,
 		m.MPTCPFallbacks, m.Subflows, m.LimitHits, m.HandshakesInFlight, m.FlowEnds,
-		m.PoolWaiting, m.PoolEnds, m.Refusals, m.Reloads)
+		m.PoolWaiting, m.PoolEnds, m.Refusals, m.Reloads, m.LogFlowsUnlogged)
 	for _, r := range RefusalReasons {
 		m.Refusals.WithLabelValues(r)
 	}

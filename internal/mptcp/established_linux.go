@@ -20,23 +20,17 @@ import (
 // wrote before the third ACK stalled the flow until the client gave up.
 //
 // It polls MPTCP_INFO every millisecond: the wait is one RTT at most and
-// overlaps hag's dial to the server.
+// overlaps hag's dial to the server. The first look costs no timer.
 func WaitEstablished(ctx context.Context, conn *net.TCPConn) error {
-	t := time.NewTicker(time.Millisecond)
-	defer t.Stop()
+	var t *time.Ticker
 	for {
-		info, err := Info(conn)
-		switch {
-		case errors.Is(err, ErrFallback), err == nil && info.Fallback:
-			// Plain TCP: no MPTCP key to wait for, but a Fast Open child
-			// is still in SYN-RECV until the third ACK proves the source.
-			if ok, err := tcpHandshakeDone(conn); err != nil || ok {
-				return err
-			}
-		case err != nil:
-			return fmt.Errorf("mptcp: waiting for the handshake to complete: %w", err)
-		case info.Flags&InfoFlagRemoteKeyReceived != 0:
-			return nil
+		hs, err := Handshake(conn)
+		if err != nil || hs.Done {
+			return err
+		}
+		if t == nil {
+			t = time.NewTicker(time.Millisecond)
+			defer t.Stop()
 		}
 		select {
 		case <-ctx.Done():
@@ -44,6 +38,32 @@ func WaitEstablished(ctx context.Context, conn *net.TCPConn) error {
 		case <-t.C:
 		}
 	}
+}
+
+// HandshakeState is what one look at an accepted connection tells.
+type HandshakeState struct {
+	// MPTCP is false for a plain TCP connection: a fallback, or a TCP
+	// client of an MPTCP listener.
+	MPTCP bool
+	// Done: the client's handshake has completed (see WaitEstablished),
+	// its source address is proven and the server side may write.
+	Done bool
+}
+
+// Handshake reads conn's state once: one MPTCP_INFO read, and a TCP_INFO
+// read for a plain TCP connection. Once Done it stays so.
+func Handshake(conn *net.TCPConn) (HandshakeState, error) {
+	info, err := Info(conn)
+	switch {
+	case errors.Is(err, ErrFallback), err == nil && info.Fallback:
+		// Plain TCP: no MPTCP key to wait for, but a Fast Open child
+		// is still in SYN-RECV until the third ACK proves the source.
+		done, err := tcpHandshakeDone(conn)
+		return HandshakeState{Done: done}, err
+	case err != nil:
+		return HandshakeState{}, fmt.Errorf("mptcp: waiting for the handshake to complete: %w", err)
+	}
+	return HandshakeState{MPTCP: true, Done: info.Flags&InfoFlagRemoteKeyReceived != 0}, nil
 }
 
 // tcpHandshakeDone tells whether the client's third ACK has arrived: the

@@ -34,6 +34,27 @@ func Quiet(conn *net.TCPConn) bool {
 	return quiet
 }
 
+// Peek copies into buf what conn has received and not yet been read, up
+// to len(buf), without consuming it or blocking: one recv(2) with MSG_PEEK.
+// n is 0 with a nil error at EOF; a connection with nothing to read gives
+// an error wrapping unix.EAGAIN (it is Quiet).
+func Peek(conn *net.TCPConn, buf []byte) (n int, err error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("peeking: %w", err)
+	}
+	var perr error
+	if err := rc.Control(func(fd uintptr) {
+		n, _, perr = unix.Recvfrom(int(fd), buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	}); err != nil {
+		return 0, fmt.Errorf("peeking: %w", err)
+	}
+	if perr != nil {
+		return 0, fmt.Errorf("peeking: %w", perr)
+	}
+	return n, nil
+}
+
 // WaitReadable blocks until conn has a byte to read, without reading it,
 // bounded by conn's read deadline. io.EOF when the peer closed first.
 func WaitReadable(conn *net.TCPConn) error {

@@ -15,3 +15,6 @@ func WaitReadable(*net.TCPConn) error { return errors.ErrUnsupported }
 
 // Unacked needs Linux.
 func Unacked(*net.TCPConn) (int, error) { return 0, errors.ErrUnsupported }
+
+// Peek needs Linux.
+func Peek(*net.TCPConn, []byte) (int, error) { return 0, errors.ErrUnsupported }

@@ -22,6 +22,34 @@ type ListenOptions struct {
 	FastOpen FastOpenMode
 	// Control hooks run in order on the listening socket.
 	Control []ControlFunc
+
+	// Backlog, if positive, is the listen backlog: how many connections
+	// whose handshake completed may wait for Accept, which also bounds
+	// the SYN queue. The kernel caps it at net.core.somaxconn of the
+	// namespace. Zero takes somaxconn (the net package's choice).
+	Backlog int
+
+	// The options below are set once on the listening socket and every
+	// accepted connection inherits them from it, TCP and MPTCP alike
+	// (tested in TestListenerOptionsInherited): the net package would
+	// otherwise spend four setsockopt calls on keepalive per Accept.
+
+	// KeepAlive is the keepalive idle time and probe interval of accepted
+	// connections, as net.ListenConfig.KeepAlive: zero means 15 s,
+	// negative turns keepalive off. The probe count is the kernel's
+	// (net.ipv4.tcp_keepalive_probes, 9 by default, as the net package's).
+	KeepAlive time.Duration
+	// NotSentLowat, if positive, is TCP_NOTSENT_LOWAT of accepted MPTCP
+	// connections (see SetNotSentLowat). A plain TCP client's connection
+	// does not inherit it (Linux 6.18): set it on those with
+	// SetNotSentLowat.
+	NotSentLowat int
+	// ResetOnClose makes accepted connections close with a RST (SO_LINGER
+	// 0) until their owner sets SO_LINGER otherwise: a connection the
+	// process did not finish, down to one the kernel closes because the
+	// process died, is reset, never ended with a FIN that would present
+	// it as complete.
+	ResetOnClose bool
 }
 
 // FastOpenMode is how a listener treats data in a SYN.

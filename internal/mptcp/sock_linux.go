@@ -175,7 +175,7 @@ func Listen(ctx context.Context, network, addr string, o ListenOptions) (*net.TC
 	if qlen < 0 {
 		return nil, fmt.Errorf("mptcp: listen %s %s: negative FastOpenQueue %d", network, addr, qlen)
 	}
-	opts := []sockopt{useMPTCP()}
+	opts := []sockopt{useMPTCP(), inherited(o)}
 	if o.FastOpen != FastOpenOff {
 		opts = append(opts, fastOpenListen(qlen))
 	}
@@ -186,6 +186,9 @@ func Listen(ctx context.Context, network, addr string, o ListenOptions) (*net.TC
 	// Pin the choice: we install the MPTCP socket ourselves, and the net
 	// package must not try (and silently give up) on its own.
 	lc.SetMultipathTCP(false)
+	// Keepalive is on the listening socket (setInherited): nothing to set
+	// per accepted connection.
+	lc.KeepAlive = -1
 	ln, err := lc.Listen(ctx, network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("mptcp: listening on %s %s: %w", network, addr, err)
@@ -195,7 +198,74 @@ func Listen(ctx context.Context, network, addr string, o ListenOptions) (*net.TC
 		ln.Close()
 		return nil, fmt.Errorf("mptcp: listening on %s %s: got %T, not a TCP listener", network, addr, ln)
 	}
+	if o.Backlog > 0 {
+		// The net package listens with somaxconn; listen(2) again on a
+		// listening socket only changes its backlog.
+		if err := setBacklog(tl, o.Backlog); err != nil {
+			tl.Close()
+			return nil, fmt.Errorf("mptcp: listening on %s %s: %w", network, addr, err)
+		}
+	}
 	return tl, nil
+}
+
+// inherited sets what accepted connections inherit from the listener.
+func inherited(o ListenOptions) sockopt {
+	return func(fd int) error { return setInherited(fd, o) }
+}
+
+// setInherited sets on a listening socket what its accepted connections
+// inherit (ListenOptions).
+func setInherited(fd int, opts ListenOptions) error {
+	if opts.KeepAlive >= 0 {
+		secs := keepAliveSeconds(opts.KeepAlive)
+		for _, o := range []struct {
+			level, name, v int
+			what           string
+		}{
+			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1, "SO_KEEPALIVE"},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs, "TCP_KEEPIDLE"},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs, "TCP_KEEPINTVL"},
+		} {
+			if err := unix.SetsockoptInt(fd, o.level, o.name, o.v); err != nil {
+				return fmt.Errorf("setting %s: %w", o.what, err)
+			}
+		}
+	}
+	if opts.NotSentLowat > 0 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, opts.NotSentLowat); err != nil {
+			return fmt.Errorf("setting TCP_NOTSENT_LOWAT: %w", err)
+		}
+	}
+	if opts.ResetOnClose {
+		if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1}); err != nil {
+			return fmt.Errorf("setting SO_LINGER 0: %w", err)
+		}
+	}
+	return nil
+}
+
+// defaultKeepAlive is the net package's keepalive idle time and interval.
+const defaultKeepAlive = 15 * time.Second
+
+// keepAliveSeconds is d (0: the default) in whole seconds, at least one.
+func keepAliveSeconds(d time.Duration) int {
+	if d == 0 {
+		d = defaultKeepAlive
+	}
+	return max(1, int((d+time.Second-1)/time.Second))
+}
+
+// setBacklog sets the listen backlog of ln.
+func setBacklog(ln *net.TCPListener, backlog int) error {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("setting the listen backlog: %w", err)
+	}
+	if err := control(rc, func(fd int) error { return unix.Listen(fd, backlog) }); err != nil {
+		return fmt.Errorf("setting the listen backlog to %d: %w", backlog, err)
+	}
+	return nil
 }
 
 // Dial opens an MPTCP connection to o.Remote with TCP Fast Open and without

@@ -96,3 +96,28 @@ func parseExt(b []byte) (map[string]uint64, error) {
 	}
 	return nil, fmt.Errorf("no MPTcpExt counters in /proc/net/netstat (kernel without MPTCP?)")
 }
+
+// Somaxconn is net.core.somaxconn of the calling thread's network
+// namespace: the most any listen backlog there can be.
+func Somaxconn() (int, error) {
+	return readSysctlInt("/proc/sys/net/core/somaxconn")
+}
+
+// MaxSynBacklog is net.ipv4.tcp_max_syn_backlog of the calling thread's
+// network namespace: without SYN cookies, the SYN queue a listener keeps
+// is held below three quarters of it as well as below its backlog.
+func MaxSynBacklog() (int, error) {
+	return readSysctlInt("/proc/sys/net/ipv4/tcp_max_syn_backlog")
+}
+
+func readSysctlInt(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("mptcp: reading %s: %w", path, err)
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("mptcp: parsing %s %q: %w", path, b, err)
+	}
+	return v, nil
+}

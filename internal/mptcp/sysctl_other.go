@@ -21,3 +21,9 @@ func SetSysctls(want []Sysctl) ([]Changed, error) { return nil, errors.ErrUnsupp
 
 // ReadExt needs Linux.
 func ReadExt() (map[string]uint64, error) { return nil, errors.ErrUnsupported }
+
+// Somaxconn needs Linux.
+func Somaxconn() (int, error) { return 0, errors.ErrUnsupported }
+
+// MaxSynBacklog needs Linux.
+func MaxSynBacklog() (int, error) { return 0, errors.ErrUnsupported }
