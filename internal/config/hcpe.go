@@ -152,6 +152,12 @@ type Policy struct {
 	// ReleaseAfter is how long the load must stay below OverflowOff before
 	// they are released.
 	ReleaseAfter time.Duration `yaml:"release_after"`
+	// StallDetection withdraws an uplink as soon as a busy connection
+	// stalls on it (before the probes declare it dead). Off by default: in
+	// the lab it fired on live paths that merely paused (several times a
+	// minute under bulk load), and each false alarm restarts the uplink's
+	// subflows on every connection.
+	StallDetection bool `yaml:"stall_detection"`
 	// RTTGuard demotes an overflow or bond uplink whose RTT exceeds the best
 	// by more than this (RFC 8157 §4.7); 0 disables it.
 	RTTGuard           time.Duration `yaml:"rtt_guard"`

@@ -64,8 +64,10 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 	hctx, stopHealth := context.WithCancel(context.Background())
 	wg.Add(1)
 	go func() { defer wg.Done(); c.health.run(hctx) }()
-	wg.Add(1)
-	go func() { defer wg.Done(); c.watchStalls(hctx) }()
+	if c.cfg.Policy.StallDetection {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.watchStalls(hctx) }()
+	}
 	defer stopHealth()
 
 	// The pool dials over the uplinks and asks health which are alive, so
