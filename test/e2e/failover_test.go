@@ -156,7 +156,14 @@ func TestLongOutageHeals(t *testing.T) {
 	waitFor(t, "the flow to have a subflow on each uplink", 10*time.Second, func() bool { return subflows("dsl") >= 1 && subflows("lte") >= 1 })
 	s.lab.DSL.SetDown(true)
 	t.Cleanup(func() { s.lab.DSL.SetDown(false) })
-	waitFor(t, "DSL's subflow gone from the flow", 5*time.Second, func() bool { return subflows("dsl") == 0 })
+	waitFor(t, "DSL withdrawn", 5*time.Second, func() bool {
+		return s.metric(t, s.lab.CPE, 9101, "hcpe_uplink_withdrawals_total", `uplink="dsl"`) >= 1
+	})
+	time.Sleep(1500 * time.Millisecond)
+	if n := subflows("dsl"); n != 0 {
+		out, _ := s.lab.CPE.Output("ss", "-Htn", "src", netlab.CPEDSL4)
+		t.Fatalf("%v DSL subflows left after DSL was withdrawn:\n%s", n, out)
+	}
 	time.Sleep(outage)
 	mu.Lock()
 	during := total
