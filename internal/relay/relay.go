@@ -259,8 +259,8 @@ func Relay(ctx context.Context, a, b Conn, opts Options) Result {
 // conns. That interrupts a direction only while it waits for input, when it
 // holds no bytes, so nothing is lost. Each direction clears the deadline,
 // reports, and acknowledges; once every running direction has, the counters are
-// trusted. A direction blocked writing cannot acknowledge; after probeGrace
-// it counts as idle.
+// trusted. A direction blocked writing cannot acknowledge; after the probe's
+// grace it counts as idle. idleProbe makes those decisions.
 func (f *flow) supervise(ctx context.Context, ended <-chan struct{}) {
 	var idleC, halfC <-chan time.Time
 	var idle, half *time.Timer
@@ -269,34 +269,29 @@ func (f *flow) supervise(ctx context.Context, ended <-chan struct{}) {
 		defer idle.Stop()
 		idleC = idle.C
 	}
-	probeGrace := min(max(f.opts.IdleTimeout/4, 10*time.Millisecond), 10*time.Second)
-	var gen, lastGen uint64 // current probe, 0 when not probing; generations never repeat
-	acked := 0
+	p := newIdleProbe(f.opts.IdleTimeout)
 	done := ctx.Done()
 	running := 2
 
 	// check decides once the counters are trustworthy (or the grace is up).
 	check := func() {
-		quiet := time.Since(f.start) - time.Duration(f.last.Load())
-		if quiet < f.opts.IdleTimeout {
-			gen = 0
-			f.probe.Store(0)
-			idle.Reset(f.opts.IdleTimeout - quiet)
-			return
-		}
-		if gen == 0 {
-			lastGen++
-			gen = lastGen
-			f.probe.Store(gen)
-			acked = 0
+		s := p.check(time.Since(f.start) - time.Duration(f.last.Load()))
+		switch {
+		case s.idle:
+			idleC = nil
+			f.finish(ReasonIdle, SideNone, nil)
+		case s.probe != 0:
+			f.probe.Store(s.probe)
+			// A deadline fails only on a closed conn, whose direction
+			// is ending anyway and owes no acknowledgement.
 			past := time.Unix(1, 0)
 			f.a.SetReadDeadline(past)
 			f.b.SetReadDeadline(past)
-			idle.Reset(probeGrace)
-			return
+			idle.Reset(s.wait)
+		default:
+			f.probe.Store(0)
+			idle.Reset(s.wait)
 		}
-		idleC = nil
-		f.finish(ReasonIdle, SideNone, nil)
 	}
 
 	for running > 0 {
@@ -308,7 +303,7 @@ func (f *flow) supervise(ctx context.Context, ended <-chan struct{}) {
 				defer half.Stop()
 				halfC = half.C
 			}
-			if gen != 0 && acked >= running && idleC != nil {
+			if p.complete(running) && idleC != nil {
 				check()
 			}
 		case <-done:
@@ -318,10 +313,8 @@ func (f *flow) supervise(ctx context.Context, ended <-chan struct{}) {
 			halfC = nil
 			f.finish(ReasonHalfCloseTimeout, SideNone, nil)
 		case g := <-f.acks:
-			if g == gen && gen != 0 {
-				if acked++; acked >= running && idleC != nil {
-					check()
-				}
+			if p.ack(g, running) && idleC != nil {
+				check()
 			}
 		case <-idleC:
 			check()
@@ -488,6 +481,7 @@ func (f *flow) finish(r Reason, side Side, err error) {
 // restores the normal close.
 func setLinger(c Conn, sec int) {
 	if l, ok := c.(interface{ SetLinger(int) error }); ok {
+		// Fails only on a closed conn, which has nothing left to reset.
 		_ = l.SetLinger(sec)
 	}
 }
