@@ -60,6 +60,23 @@ type CPEStatus struct {
 	Uplinks     []UplinkInfo `json:"uplinks"`
 	Totals      CPETotals    `json:"totals"`
 	Pool        PoolInfo     `json:"pool"`
+	// NativeUplink is the uplink what the LAN sends natively leaves on
+	// ("" without bypass.uplink: the router's own routing decides).
+	NativeUplink string `json:"native_uplink,omitempty"`
+	// LastFailover is the most recent failover hcpe made; nil before any.
+	LastFailover *Failover `json:"last_failover,omitempty"`
+}
+
+// Failover is one move of traffic off a dead uplink (or back onto it).
+type Failover struct {
+	At     time.Time `json:"at"`
+	What   string    `json:"what"` // native-routes
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Reason string    `json:"reason"` // failover, return
+	// TookMs is how long it took: from the dead uplink's last answered
+	// probe to the move (for a return, from its first answer again).
+	TookMs float64 `json:"took_ms"`
 }
 
 // PoolInfo is hcpe's warm pool of connections to hag.

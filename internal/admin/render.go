@@ -166,6 +166,13 @@ func RenderCPEStatus(w io.Writer, s *CPEStatus, now time.Time) error {
 	} else {
 		fmt.Fprintf(tw, "warm pool:\toff\n")
 	}
+	if s.NativeUplink != "" {
+		fmt.Fprintf(tw, "native on:\t%s\n", s.NativeUplink)
+	}
+	if f := s.LastFailover; f != nil {
+		fmt.Fprintf(tw, "failover:\t%s %s → %s (%s) %s ago, took %s\n", f.What, f.From, f.To, f.Reason,
+			Age(now.Sub(f.At)), time.Duration(f.TookMs*float64(time.Millisecond)).Round(time.Millisecond))
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -163,8 +163,10 @@ func TestRenderCPEStatus(t *testing.T) {
 				DownBps: 18_200_000, UpBps: 400_000, BytesDown: 1 << 30, BytesUp: 30 << 20, Subflows: 3, Reason: "primary"},
 			{Name: "lte", Role: "overflow", State: StateNoLink, Loss: 1, Reason: "down"},
 		},
-		Totals: CPETotals{FlowsActive: 3, FlowsOK: 120, FlowsFailed: 2, BytesDown: 1 << 30, BytesUp: 30 << 20},
-		Pool:   PoolInfo{Enabled: true, Ready: 3, Target: 4, Floor: 2, Ceiling: 16, FlowRate: 2.5, Hits: 110, Misses: 12, Refills: 130, Discarded: 15},
+		Totals:       CPETotals{FlowsActive: 3, FlowsOK: 120, FlowsFailed: 2, BytesDown: 1 << 30, BytesUp: 30 << 20},
+		Pool:         PoolInfo{Enabled: true, Ready: 3, Target: 4, Floor: 2, Ceiling: 16, FlowRate: 2.5, Hits: 110, Misses: 12, Refills: 130, Discarded: 15},
+		NativeUplink: "lte",
+		LastFailover: &Failover{At: t0.Add(60 * time.Second), What: "native-routes", From: "dsl", To: "lte", Reason: "failover", TookMs: 861.4},
 	}
 	var b bytes.Buffer
 	if err := RenderCPEStatus(&b, s, t0.Add(90*time.Second)); err != nil {
@@ -177,6 +179,8 @@ func TestRenderCPEStatus(t *testing.T) {
 		"up:            1m30s (since 2026-11-23T20:00:00Z)\n",
 		"flows:         3 active, 120 converted, 2 refused, 0 MPTCP fallbacks\n",
 		"warm pool:     3 ready of 4 wanted (2..16, 2.5 flows/s); 110 hits, 12 misses, 130 refills, 15 discarded\n",
+		"native on:     lte\n",
+		"failover:      native-routes dsl → lte (failover) 30.0s ago, took 861ms\n",
 		"UPLINK  ROLE      STATE    ADDRESSES     RTT     LOSS  DOWN RATE    UP RATE       BYTES DOWN  BYTES UP  SUBFLOWS  REASON\n",
 		"dsl     primary   active   198.51.100.2  20.4ms  0%    18.2 Mbit/s  400.0 kbit/s  1.0 GiB     30.0 MiB  3         primary\n",
 		"lte     overflow  no-link  -             -       100%  0 bit/s",

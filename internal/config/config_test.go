@@ -92,6 +92,9 @@ func TestHCPEProblems(t *testing.T) {
 		{"syntax", "lan: [\n", []string{"hcpe.yaml:"}},
 		{"interface name too long", strings.Replace(minimalHCPE, "interface: dsl", "interface: averyveryverylongname", 1),
 			[]string{`hcpe.yaml:5: uplinks[0].interface: "averyveryverylongname" is longer than`}},
+		{"negative overflow_after", minimalHCPE + "policy:\n  overflow_after: -1s\n", []string{"policy.overflow_after: must not be negative"}},
+		{"uplink table on the native table", strings.Replace(minimalHCPE, "    role: primary\n", "    role: primary\n    table: 201\n", 1) + "bypass:\n  uplink: dsl\n",
+			[]string{"uplinks[0].table: table 201 is already used by tun.table+101 (hcpe's native table"}},
 		{"short key", minimalHCPE + "  cpe_id: x\n  key: abcd\n", []string{"hcpe.yaml:12: hag.key: is 2 bytes; at least 16 are required"}},
 		{"no shutdown grace", minimalHCPE + "limits:\n  shutdown_grace: 0s\n", []string{"hcpe.yaml:12: limits.shutdown_grace: must be greater than 0"}},
 	}

@@ -37,6 +37,12 @@ func DefaultHCPE() *HCPE {
 			// A new LTE subflow needs a few RTTs to ramp up; one page load
 			// must not toggle MP_PRIO twice.
 			MinHold: 5 * time.Second,
+			// Three of hcpe's 50 ms load samples: a download gets LTE within
+			// 200 ms of filling DSL; a page's short burst does not flip it.
+			OverflowAfter: 150 * time.Millisecond,
+			// A transfer's dips (loss recovery, a pause between requests)
+			// are shorter; the end of a transfer is longer.
+			ReleaseAfter: time.Second,
 			// Normal LTE-over-DSL RTT gaps (20-60 ms) do not trip it.
 			RTTGuard: 150 * time.Millisecond, RTTGuardHysteresis: 50 * time.Millisecond,
 		},

@@ -14,6 +14,12 @@ import (
 // hcpe's second steering slot, which a reload switches to.
 const SteeringSlotTable = 100
 
+// NativeTableOffset is the offset from tun.table of the routing table
+// whose default route what the LAN sends natively takes when bypass.uplink
+// is set: hcpe points it at that uplink while it is alive, and at another
+// live uplink while it is not.
+const NativeTableOffset = SteeringSlotTable + 1
+
 // HCPE is hcpe's configuration file.
 type HCPE struct {
 	Log     Log         `yaml:"log"`
@@ -104,7 +110,10 @@ type Bypass struct {
 	Destinations []string `yaml:"destinations"`
 	Ports        []string `yaml:"ports"`
 	Sources      []string `yaml:"sources"`
-	Uplink       string   `yaml:"uplink"` // uplink what the LAN sends natively leaves on; "" = the router's own routing
+	// Uplink is the uplink what the LAN sends natively leaves on while it
+	// is alive (another live one while it is not); "" = the router's own
+	// routing.
+	Uplink string `yaml:"uplink"`
 
 	Dsts       []netip.Prefix `yaml:"-"`
 	PortRanges []PortRange    `yaml:"-"`
@@ -149,6 +158,18 @@ type Policy struct {
 	OverflowOn  float64       `yaml:"overflow_on"`
 	OverflowOff float64       `yaml:"overflow_off"`
 	MinHold     time.Duration `yaml:"min_hold"` // least time between two flips, against flapping
+	// OverflowAfter is how long the load must stay at OverflowOn before
+	// overflow uplinks engage; the first engagement waits for it alone.
+	OverflowAfter time.Duration `yaml:"overflow_after"`
+	// ReleaseAfter is how long the load must stay below OverflowOff before
+	// they are released.
+	ReleaseAfter time.Duration `yaml:"release_after"`
+	// StallDetection withdraws an uplink as soon as a busy connection
+	// stalls on it (before the probes declare it dead). Off by default: in
+	// the lab it fired on live paths that merely paused (several times a
+	// minute under bulk load), and each false alarm restarts the uplink's
+	// subflows on every connection.
+	StallDetection bool `yaml:"stall_detection"`
 	// RTTGuard demotes an overflow or bond uplink whose RTT exceeds the best
 	// by more than this (RFC 8157 §4.7); 0 disables it.
 	RTTGuard           time.Duration `yaml:"rtt_guard"`
@@ -225,6 +246,9 @@ func (c *HCPE) validateUplinks(ps *problems) map[string]bool {
 	}
 	names := map[string]bool{}
 	tables := map[int]string{c.TUN.Table: "tun.table", c.TUN.Table + SteeringSlotTable: "tun.table+100 (hcpe's second steering slot, used across reloads)"}
+	if c.Bypass.Uplink != "" {
+		tables[c.TUN.Table+NativeTableOffset] = "tun.table+101 (hcpe's native table, which follows bypass.uplink while it is alive)"
+	}
 	for i := range c.Uplinks {
 		u := &c.Uplinks[i]
 		p := fmt.Sprintf("uplinks[%d]", i)
@@ -338,6 +362,12 @@ func (pol *Policy) validate(ps *problems) {
 	}
 	if pol.MinHold < 0 {
 		ps.add("policy.min_hold", "must not be negative")
+	}
+	if pol.OverflowAfter < 0 {
+		ps.add("policy.overflow_after", "must not be negative")
+	}
+	if pol.ReleaseAfter < 0 {
+		ps.add("policy.release_after", "must not be negative")
 	}
 	if pol.RTTGuard < 0 || pol.RTTGuardHysteresis < 0 || pol.RTTGuardHysteresis > pol.RTTGuard {
 		ps.add("policy.rtt_guard_hysteresis", "need 0 <= rtt_guard_hysteresis (%v) <= rtt_guard (%v)", pol.RTTGuardHysteresis, pol.RTTGuard)

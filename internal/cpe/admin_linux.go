@@ -138,8 +138,12 @@ func (a *cpeAdmin) Status(context.Context) (any, error) {
 	a.mu.Unlock()
 	s := &admin.CPEStatus{
 		Version: version.String(), Started: a.started, FirstUplink: d.First,
-		HAG:     admin.HAGPeer{Addresses: slices.Clone(c.cfg.HAG.Addrs), Port: c.cfg.HAG.Port, CPEID: c.cfg.HAG.CPEID},
-		Uplinks: []admin.UplinkInfo{},
+		HAG:          admin.HAGPeer{Addresses: slices.Clone(c.cfg.HAG.Addrs), Port: c.cfg.HAG.Port, CPEID: c.cfg.HAG.CPEID},
+		Uplinks:      []admin.UplinkInfo{},
+		LastFailover: c.health.failover(),
+	}
+	if c.health.nativePreferred() != "" {
+		s.NativeUplink = c.ups.native()
 	}
 	views := c.ups.views()
 	for _, cu := range c.cfg.Uplinks {

@@ -21,6 +21,9 @@ type CPE struct {
 	ups    *uplinks
 	health *health
 	pool   *warmPool // nil when pool.ceiling is 0
+	// withdrawals takes dead uplinks' endpoints away from running
+	// connections and gives them back.
+	withdrawals *withdrawals
 
 	reloadMu sync.Mutex // guards what a reload changes
 	steer    *tun.Steering

@@ -364,7 +364,11 @@ func (c *CPE) pollAll() {
 		// One MPTCP_FULL_INFO per flow serves both the byte counters and
 		// the gauges.
 		for _, s := range c.pollFlow(f) {
-			count[c.ups.nameOf(s.Local.Addr())]++
+			// Established only: the kernel keeps a connection's first
+			// subflow listed after it closed (a withdrawn uplink's).
+			if s.TCP.State == 1 {
+				count[c.ups.nameOf(s.Local.Addr())]++
+			}
 		}
 	}
 	for name, n := range count {

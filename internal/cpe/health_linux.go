@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"hybridgw/internal/admin"
 	"hybridgw/internal/config"
 	"hybridgw/internal/policy"
 	"hybridgw/internal/probe"
@@ -32,6 +33,14 @@ type health struct {
 	probers  map[string]*runningProber
 	lastRx   map[string][2]uint64
 	lastAt   time.Time
+
+	// Native routes (bypass.uplink): the preferred uplink, and per uplink
+	// the probe answers last seen and when their count last grew, which
+	// times a failover from the dead uplink's last sign of life.
+	nativePref   string
+	replies      map[string]uint64
+	lastReply    map[string]time.Time
+	lastFailover *admin.Failover
 }
 
 type runningProber struct {
@@ -43,7 +52,37 @@ type runningProber struct {
 
 func newHealth(c *CPE) *health {
 	return &health{c: c, wake: make(chan struct{}, 1), probers: map[string]*runningProber{}, lastRx: map[string][2]uint64{}, state: map[string]string{},
-		roles: append([]config.Uplink(nil), c.cfg.Uplinks...), params: c.cfg.Policy}
+		roles: append([]config.Uplink(nil), c.cfg.Uplinks...), params: c.cfg.Policy,
+		nativePref: c.cfg.Bypass.Uplink, replies: map[string]uint64{}, lastReply: map[string]time.Time{}}
+}
+
+// setNativeUplink replaces bypass.uplink (a reload) and re-decides.
+func (h *health) setNativeUplink(name string) {
+	h.mu.Lock()
+	h.nativePref = name
+	h.mu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// nativePreferred is bypass.uplink as last loaded.
+func (h *health) nativePreferred() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.nativePref
+}
+
+// failover is the last failover hcpe made, nil before any.
+func (h *health) failover() *admin.Failover {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lastFailover == nil {
+		return nil
+	}
+	f := *h.lastFailover
+	return &f
 }
 
 // setPolicy replaces the roles, nominal rates and thresholds (a reload)
@@ -113,19 +152,35 @@ func (h *health) run(ctx context.Context) {
 			<-rp.done
 		}
 	}()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+	// Probers are (re)started once a second, on address changes; the
+	// decision is re-made on every load sample and at once when a prober
+	// reports a change.
+	if pref := h.c.cfg.Bypass.Uplink; pref != "" {
+		h.c.m.NativeUplink.WithLabelValues(pref).Set(1)
+	}
+	pt := time.NewTicker(time.Second)
+	defer pt.Stop()
+	lt := time.NewTicker(loadInterval)
+	defer lt.Stop()
+	h.ensureProbers(ctx)
 	for {
-		h.ensureProbers(ctx)
 		h.decide()
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-pt.C:
+			h.ensureProbers(ctx)
+		case <-lt.C:
 		case <-h.wake:
 		}
 	}
 }
+
+// loadInterval is how often the uplinks' byte counters are sampled and
+// the policy re-decided: policy.overflow_after (150 ms by default) spans
+// a few samples, so a download that fills DSL gets LTE within that plus
+// one sample. A sample costs one RTM_GETLINK per uplink.
+const loadInterval = 50 * time.Millisecond
 
 // ensureProbers keeps one prober per uplink, bound to the uplink's current
 // address of the family of hag's first address; an address change (LTE
@@ -218,6 +273,7 @@ func (h *health) decide() {
 	now := time.Now()
 	h.mu.Lock()
 	states := make([]policy.UplinkState, 0, len(h.roles))
+	unjudged := map[string]bool{}
 	dt := now.Sub(h.lastAt).Seconds()
 	h.lastAt = now
 	for _, u := range h.roles {
@@ -225,6 +281,14 @@ func (h *health) decide() {
 		if rp := h.probers[u.Name]; rp != nil {
 			s := rp.p.Status()
 			st.Alive, st.RTT = s.Alive, s.RTT
+			if s.Replies != h.replies[u.Name] {
+				h.replies[u.Name], h.lastReply[u.Name] = s.Replies, now
+			}
+			if s.Since.IsZero() && s.Sent < uint64(u.Probe.DownAfter+u.Probe.UpAfter) {
+				// No verdict yet (an uplink starts dead and must earn its
+				// answers): nothing to move routes or withdraw it on.
+				unjudged[u.Name] = true
+			}
 			h.c.m.UplinkRTT.WithLabelValues(u.Name).Set(s.RTT.Seconds())
 			h.c.m.UplinkLoss.WithLabelValues(u.Name).Set(s.Loss)
 		} else if len(cfg.HAG.KeyRaw) == 0 {
@@ -252,11 +316,12 @@ func (h *health) decide() {
 	}
 	prev := h.decision
 	pp := h.params
-	params := policy.Params{OverflowOn: pp.OverflowOn, OverflowOff: pp.OverflowOff, MinHold: pp.MinHold,
+	params := policy.Params{OverflowOn: pp.OverflowOn, OverflowOff: pp.OverflowOff, OverflowAfter: pp.OverflowAfter, ReleaseAfter: pp.ReleaseAfter, MinHold: pp.MinHold,
 		RTTGuard: pp.RTTGuard, RTTGuardHysteresis: pp.RTTGuardHysteresis}
 	d := policy.Decide(now, states, prev, params)
 	h.decision, h.states = d, states
 	h.account(d, states, dt)
+	pref := h.nativePref
 	h.mu.Unlock()
 
 	for _, ud := range d.Changed(prev) {
@@ -270,4 +335,111 @@ func (h *health) decide() {
 		h.c.m.UplinkBackup.WithLabelValues(ud.Name).Set(b)
 		h.c.log.Info("uplink policy", "uplink", ud.Name, "backup", ud.Backup, "usable", ud.Usable, "reason", string(ud.Reason), "first", d.First)
 	}
+
+	// After the flags: an uplink reinstated now gets its endpoints back
+	// with the backup flag the policy wants for it now.
+	h.c.withdrawals.update(now, states, unjudged)
+
+	if pref != "" && !unjudged[pref] {
+		if to := policy.NativeUplink(pref, d, states); to != h.c.ups.native() {
+			h.moveNative(now, pref, to, states)
+		}
+	}
+
+	// The load state's flips, with how long the primaries had been
+	// saturated when overflow engaged (policy.overflow_after plus up to one
+	// sample when nothing holds it).
+	for _, dir := range []struct {
+		name         string
+		was, is      bool
+		above, since time.Time
+	}{
+		{"down", prev.Load.Down, d.Load.Down, prev.Load.DownAbove, prev.Load.DownSince},
+		{"up", prev.Load.Up, d.Load.Up, prev.Load.UpAbove, prev.Load.UpSince},
+	} {
+		switch {
+		case !dir.was && dir.is:
+			var sat time.Duration
+			if !dir.above.IsZero() {
+				sat = now.Sub(dir.above)
+			}
+			h.c.log.Info("overflow engaged", "direction", dir.name, "saturated_for", sat.String())
+		case dir.was && !dir.is:
+			h.c.log.Info("overflow released", "direction", dir.name, "engaged_for", now.Sub(dir.since).String())
+		}
+	}
+
+}
+
+// moveNative points the native routes at the uplink called to, deletes
+// the conntrack entries that masquerade LAN traffic behind the uplink
+// left (or a running UDP stream would keep its old source address on the
+// new uplink, and its answers would come back over the old one), and
+// records the move: counted, logged with its timings, shown by `hcpe
+// status`. A failover is timed from the left uplink's last answered
+// probe, a return from the verdict that the preferred uplink is alive.
+func (h *health) moveNative(now time.Time, pref, to string, states []policy.UplinkState) {
+	from, addrs := h.c.ups.setNative(to)
+	flushed, err := flushMasqueraded(addrs)
+	if err != nil {
+		h.c.log.Warn("flushing masqueraded conntrack entries of the uplink left", "uplink", from, "err", err)
+	}
+	reason, took := "failover", time.Duration(0)
+	h.mu.Lock()
+	if to == pref && h.stateOf(states, pref).Alive {
+		reason = "return"
+		if rp := h.probers[pref]; rp != nil {
+			if st := rp.p.Status(); !st.Since.IsZero() {
+				took = now.Sub(st.Since)
+			}
+		}
+	} else if t := h.lastReply[from]; !t.IsZero() {
+		took = now.Sub(t)
+	}
+	f := &admin.Failover{At: now, What: "native-routes", From: from, To: to, Reason: reason, TookMs: float64(took) / float64(time.Millisecond)}
+	h.lastFailover = f
+	h.mu.Unlock()
+
+	m := h.c.m
+	m.NativeMoves.WithLabelValues(to, reason).Inc()
+	m.NativeCTFlushed.Add(float64(flushed))
+	for _, u := range h.c.cfg.Uplinks {
+		v := 0.0
+		if u.Name == to {
+			v = 1
+		}
+		m.NativeUplink.WithLabelValues(u.Name).Set(v)
+	}
+	if reason == "failover" {
+		m.NativeFailover.Set(took.Seconds())
+	}
+	h.c.log.Info("native route moved", "from", from, "uplink", to, "reason", reason, "took", took.Round(time.Millisecond).String(),
+		"conntrack_flushed", flushed)
+}
+
+func (h *health) stateOf(states []policy.UplinkState, name string) policy.UplinkState {
+	for _, st := range states {
+		if st.Name == name {
+			return st
+		}
+	}
+	return policy.UplinkState{}
+}
+
+// otherAlive reports whether an uplink other than name is alive by the
+// probes and not withdrawn: somewhere for name's traffic to go.
+func (h *health) otherAlive(name string) bool {
+	h.mu.Lock()
+	states := h.states
+	h.mu.Unlock()
+	return h.otherAliveIn(states, name)
+}
+
+func (h *health) otherAliveIn(states []policy.UplinkState, name string) bool {
+	for _, st := range states {
+		if st.Name != name && st.Alive && !h.c.ups.isWithdrawn(st.Name) {
+			return true
+		}
+	}
+	return false
 }

@@ -86,9 +86,13 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 	<-upReady
 
 	c.health = newHealth(c)
+	c.withdrawals = newWithdrawals(c)
 	hctx, cancelHealth := context.WithCancel(context.Background())
 	stopHealth = cancelHealth
 	wg.Go(func() { c.health.run(hctx) })
+	if c.cfg.Policy.StallDetection {
+		wg.Go(func() { c.watchStalls(hctx) })
+	}
 
 	c.pool = newWarmPool(c)
 	if c.pool != nil {
@@ -254,10 +258,9 @@ func (c *CPE) steering(slot int, b config.Bypass) *tun.Steering {
 	for _, r := range b.PortRanges {
 		st.BypassPorts = append(st.BypassPorts, tun.PortRange{First: r.Lo, Last: r.Hi})
 	}
-	for _, u := range c.cfg.Uplinks {
-		if u.Name == b.Uplink {
-			st.NativeTable = u.Table
-		}
+	if b.Uplink != "" {
+		// hcpe's own table, which health keeps on a live uplink.
+		st.NativeTable = c.cfg.TUN.Table + config.NativeTableOffset
 	}
 	return st
 }
@@ -304,6 +307,7 @@ func (c *CPE) reload(path string) (notApplied []string, err error) {
 		}
 	}
 	c.health.setPolicy(roles, nc.Policy)
+	c.health.setNativeUplink(nc.Bypass.Uplink)
 	if !sameBypass(c.bypass, nc.Bypass) {
 		next := c.steering(1-c.slot, nc.Bypass)
 		if err := next.Install(); err != nil {

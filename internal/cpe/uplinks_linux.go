@@ -41,6 +41,12 @@ type uplinks struct {
 
 	mu  sync.Mutex
 	ups []*uplink
+	// native: when bypass.uplink is set, hcpe's native table (tun.table +
+	// config.NativeTableOffset) holds a copy of one uplink's default
+	// routes, and the steering sends what the LAN routes natively there.
+	// nativeOn is that uplink (health moves it to a live one).
+	nativeTable int
+	nativeOn    string
 }
 
 type uplink struct {
@@ -49,11 +55,15 @@ type uplink struct {
 	ifidx  int
 	up     bool // interface exists and is up
 	backup bool // endpoint flag wanted
-	addrs  map[netip.Addr]uint8
+	// withdrawn: the uplink's MPTCP endpoints are removed while it is dead
+	// (its addresses keep their source rules, which its probes use), so
+	// no connection keeps a subflow on it; an address then maps to 0.
+	withdrawn bool
+	addrs     map[netip.Addr]uint8
 }
 
 func newUplinks(cfg *config.HCPE, log *slog.Logger, p *pm.PM) *uplinks {
-	u := &uplinks{cfg: cfg, log: log, pm: p}
+	u := &uplinks{cfg: cfg, log: log, pm: p, nativeTable: cfg.TUN.Table + config.NativeTableOffset, nativeOn: cfg.Bypass.Uplink}
 	for i := range cfg.Uplinks {
 		c := &cfg.Uplinks[i]
 		u.ups = append(u.ups, &uplink{cfg: c, prio: cfg.TUN.RulePriority + rulePriorityOffset + i,
@@ -81,8 +91,8 @@ func (u *uplinks) cleanStale() error {
 				}
 			}
 		}
-		for _, up := range u.ups {
-			routes, _ := netlink.RouteListFiltered(fam, &netlink.Route{Table: up.cfg.Table}, netlink.RT_FILTER_TABLE)
+		for _, table := range append(u.tables(), u.nativeTable) {
+			routes, _ := netlink.RouteListFiltered(fam, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
 			for _, rt := range routes {
 				if rt.Protocol == tun.RouteProtocol {
 					rt := rt
@@ -144,12 +154,73 @@ func drain[T any](ch <-chan T) {
 	}
 }
 
+func (u *uplinks) tables() []int {
+	var ts []int
+	for _, up := range u.ups {
+		ts = append(ts, up.cfg.Table)
+	}
+	return ts
+}
+
 func (u *uplinks) reconcile() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for _, up := range u.ups {
 		u.reconcileOne(up)
 	}
+	u.installNative()
+}
+
+// installNative points the native table's default routes at nativeOn's
+// interface, as its own table has them (a recreated interface has a new
+// index). Called with u.mu held. Without a live interface the routes
+// stay as they were: a route to a missing device cannot be installed, and
+// the kernel drops those of a deleted one itself.
+func (u *uplinks) installNative() {
+	if u.nativeOn == "" {
+		return
+	}
+	for _, up := range u.ups {
+		if up.cfg.Name != u.nativeOn || up.ifidx == 0 {
+			continue
+		}
+		for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+			rt := u.route(up, fam)
+			rt.Table = u.nativeTable
+			if err := netlink.RouteReplace(rt); err != nil {
+				u.log.Debug("native default route", "uplink", up.cfg.Name, "family", fam, "err", err)
+			}
+		}
+	}
+}
+
+// setNative moves the native table's routes to the uplink called name and
+// returns the uplink they were on and the addresses it has (whose
+// masqueraded conntrack entries the caller flushes).
+func (u *uplinks) setNative(name string) (from string, fromAddrs []netip.Addr) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	from = u.nativeOn
+	if from == name {
+		return from, nil
+	}
+	for _, up := range u.ups {
+		if up.cfg.Name == from {
+			for a := range up.addrs {
+				fromAddrs = append(fromAddrs, a)
+			}
+		}
+	}
+	u.nativeOn = name
+	u.installNative()
+	return from, fromAddrs
+}
+
+// native is the uplink the native table's routes point at now.
+func (u *uplinks) native() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.nativeOn
 }
 
 func (u *uplinks) reconcileOne(up *uplink) {
@@ -206,6 +277,11 @@ func (u *uplinks) reconcileOne(up *uplink) {
 		}
 		if err := netlink.RuleAdd(u.rule(up, a)); err != nil && !errors.Is(err, unix.EEXIST) {
 			log.Error("adding uplink source rule", "addr", a.String(), "err", err)
+			continue
+		}
+		if up.withdrawn {
+			up.addrs[a] = 0
+			log.Info("uplink address in use, endpoint withheld while the uplink is withdrawn", "addr", a.String(), "table", up.cfg.Table)
 			continue
 		}
 		flags := pm.Subflow
@@ -278,6 +354,11 @@ func (u *uplinks) removeAll() {
 			// ESRCH for a family the uplink has no route in, or a route
 			// the kernel dropped with its link.
 			_ = netlink.RouteDel(u.route(up, fam))
+			if up.cfg.Name == u.nativeOn && up.ifidx != 0 {
+				rt := u.route(up, fam)
+				rt.Table = u.nativeTable
+				_ = netlink.RouteDel(rt)
+			}
 		}
 	}
 }
@@ -290,7 +371,7 @@ func (u *uplinks) source(v6 bool, first string, alive func(name string) bool) (n
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for _, up := range u.ups {
-		if up.cfg.Name == first && up.up {
+		if up.cfg.Name == first && up.up && !up.withdrawn {
 			for a := range up.addrs {
 				if a.Is6() == v6 {
 					return a, up.cfg.Name, true
@@ -300,7 +381,7 @@ func (u *uplinks) source(v6 bool, first string, alive func(name string) bool) (n
 	}
 	for _, pass := range []bool{false, true} {
 		for _, up := range u.ups {
-			if !up.up || up.backup != pass || (alive != nil && !alive(up.cfg.Name)) {
+			if !up.up || up.backup != pass || up.withdrawn || (alive != nil && !alive(up.cfg.Name)) {
 				continue
 			}
 			for a := range up.addrs {
@@ -341,6 +422,9 @@ func (u *uplinks) setBackup(name string, backup bool) error {
 		}
 		var errs []error
 		for _, id := range up.addrs {
+			if id == 0 {
+				continue // withdrawn: no endpoint to flag
+			}
 			if err := u.pm.SetFlags(pm.Endpoint{ID: id}, flags); err != nil {
 				errs = append(errs, err)
 			}
@@ -365,4 +449,102 @@ func (u *uplinks) addrOf(name string, v6 bool) (netip.Addr, bool) {
 		}
 	}
 	return netip.Addr{}, false
+}
+
+// withdraw removes the uplink's MPTCP endpoints, after aborting its
+// subflows to hag (see destroySubflows): the path manager then sends
+// RM_ADDR over a live subflow, hag closes its side of them and reinjects
+// what they had in flight on the live ones, and no connection is left
+// waiting on a retransmission timeout over a dead path. It reports false
+// when the uplink was withdrawn already.
+//
+// Order matters: RM_ADDR goes out on the connection's first subflow that
+// can still send, and only while the aborted subflow is still listed (the
+// kernel forgets it as soon as its worker has closed it), so the subflows
+// in first — the busy connections', which the caller knows — are aborted
+// directly and the endpoints deleted right after; every other subflow
+// from the uplink's addresses (idle and pooled connections, found in a
+// socket dump) is aborted afterwards.
+func (u *uplinks) withdraw(name string, first []subflowKey) (aborted int, ok bool, err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, up := range u.ups {
+		if up.cfg.Name != name || up.withdrawn {
+			continue
+		}
+		up.withdrawn = true
+		var errs []error
+		for _, k := range first {
+			if err := sockDestroyTuple(k.local, k.remote); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("aborting subflow %v->%v: %w", k.local, k.remote, err))
+				continue
+			}
+			aborted++
+		}
+		var addrs []netip.Addr
+		for a, id := range up.addrs {
+			addrs = append(addrs, a)
+			if id == 0 {
+				continue
+			}
+			if err := u.pm.DelEndpoint(id); err != nil && !errors.Is(err, pm.ErrNotFound) {
+				errs = append(errs, fmt.Errorf("deleting MPTCP endpoint %d (%v): %w", id, a, err))
+			}
+			up.addrs[a] = 0
+		}
+		n, err := destroySubflows(addrs, uint16(u.cfg.HAG.Port))
+		aborted += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return aborted, true, errors.Join(errs...)
+	}
+	return 0, false, nil
+}
+
+// reinstate adds the withdrawn uplink's endpoints back. The in-kernel path
+// manager opens a subflow from a new subflow endpoint on every established
+// connection, so each live flow regains the uplink within a round trip,
+// however long it was gone. It reports false when it was not withdrawn.
+func (u *uplinks) reinstate(name string) (bool, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, up := range u.ups {
+		if up.cfg.Name != name || !up.withdrawn {
+			continue
+		}
+		up.withdrawn = false
+		flags := pm.Subflow
+		if up.backup {
+			flags |= pm.Backup
+		}
+		var errs []error
+		for a, id := range up.addrs {
+			if id != 0 {
+				continue
+			}
+			nid, err := u.pm.AddEndpoint(pm.Endpoint{Addr: a, IfIndex: up.ifidx, Flags: flags})
+			if err != nil {
+				// Forgotten, so that reconcile adds it afresh.
+				delete(up.addrs, a)
+				errs = append(errs, fmt.Errorf("adding MPTCP endpoint for %v: %w", a, err))
+				continue
+			}
+			up.addrs[a] = nid
+		}
+		return true, errors.Join(errs...)
+	}
+	return false, nil
+}
+
+// isWithdrawn reports whether the uplink's endpoints are withdrawn.
+func (u *uplinks) isWithdrawn(name string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, up := range u.ups {
+		if up.cfg.Name == name {
+			return up.withdrawn
+		}
+	}
+	return false
 }

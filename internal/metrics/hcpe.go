@@ -25,6 +25,16 @@ type HCPE struct {
 	OverflowActive     *prometheus.GaugeVec   // uplink; 1 while an overflow uplink carries data because the primaries are saturated
 	FlowRaces          *prometheus.CounterVec // uplink (the winner); first subflow raced onto another uplink
 
+	UplinkStalls         *prometheus.CounterVec // uplink; running connections found stalled on it
+	UplinkWithdrawals    *prometheus.CounterVec // uplink, by (stall, probes); endpoints withdrawn
+	UplinkReinstatements *prometheus.CounterVec // uplink, reason (alive, unconfirmed)
+	SubflowsAborted      *prometheus.CounterVec // uplink; subflows aborted at a withdrawal
+
+	NativeMoves     *prometheus.CounterVec // uplink (moved to), reason: failover, return; native routes moved
+	NativeUplink    *prometheus.GaugeVec   // uplink; 1 for the uplink native traffic leaves on now
+	NativeFailover  prometheus.Gauge       // seconds from the dead uplink's last probe answer to the last failover move
+	NativeCTFlushed prometheus.Counter     // NAT'ed conntrack entries flushed at moves
+
 	PoolSize            prometheus.Gauge       // warm connections ready now
 	PoolTarget          prometheus.Gauge       // what the sizer wants
 	PoolHits            prometheus.Counter     // flows that took a warm connection
@@ -90,6 +100,30 @@ func NewHCPE() *HCPE {
 		FlowRaces: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hcpe_flow_setup_races_total", Help: "New flows whose handshake with hag was raced onto another uplink because the policy's choice did not answer in time, by the uplink that won.",
 		}, []string{"uplink"}),
+		UplinkStalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hcpe_uplink_stalls_total", Help: "Running connections found waiting on data the uplink's subflow lost while another uplink still delivered, by uplink.",
+		}, []string{"uplink"}),
+		UplinkWithdrawals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hcpe_uplink_withdrawals_total", Help: "Withdrawals of an uplink's MPTCP endpoints (its subflows closed, hag told with RM_ADDR), by uplink and what triggered it (stall, probes).",
+		}, []string{"uplink", "by"}),
+		UplinkReinstatements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hcpe_uplink_reinstatements_total", Help: "Withdrawn uplinks whose endpoints were added back (live flows regain a subflow on them), by uplink and reason (alive, unconfirmed).",
+		}, []string{"uplink", "reason"}),
+		SubflowsAborted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hcpe_uplink_subflows_aborted_total", Help: "Subflows to hag aborted when their uplink was withdrawn, by uplink.",
+		}, []string{"uplink"}),
+		NativeMoves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hcpe_native_route_moves_total", Help: "Moves of the native routes (bypass.uplink's table) to another uplink, by the uplink moved to and reason (failover, return).",
+		}, []string{"uplink", "reason"}),
+		NativeUplink: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hcpe_native_uplink", Help: "1 for the uplink what the LAN sends natively leaves on now.",
+		}, []string{"uplink"}),
+		NativeFailover: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hcpe_native_failover_seconds", Help: "Last native failover: from the dead uplink's last answered probe to the route move.",
+		}),
+		NativeCTFlushed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hcpe_native_conntrack_flushed_total", Help: "Masqueraded conntrack entries of the uplink left behind, deleted when the native routes moved.",
+		}),
 		PoolSize: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hcpe_pool_connections", Help: "Warm MPTCP connections to hag ready for a new flow.",
 		}),
@@ -118,6 +152,8 @@ func NewHCPE() *HCPE {
 	m.Registry.MustRegister(m.KernelBlackholes, m.KernelSYNTXDisabled, m.FlowsActive, m.Flows, m.FlowSetup, m.ConvertErrors, m.UplinkBytes, m.Subflows,
 		m.Fallbacks, m.NetstackDrops, m.UplinkUp, m.UplinkBackup, m.UplinkRTT, m.UplinkLoss, m.FlowEnds,
 		m.UplinkStateChanges, m.UplinkStateSeconds, m.OverflowActive, m.FlowRaces,
+		m.UplinkStalls, m.UplinkWithdrawals, m.UplinkReinstatements, m.SubflowsAborted,
+		m.NativeMoves, m.NativeUplink, m.NativeFailover, m.NativeCTFlushed,
 		m.PoolSize, m.PoolTarget, m.PoolHits, m.PoolMisses, m.PoolRefills, m.PoolDiscarded)
 	return m
 }

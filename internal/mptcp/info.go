@@ -174,6 +174,12 @@ type TCPInfo struct {
 	DeliveryRate uint64 // bytes per second
 	BytesSent    uint64 // including retransmissions
 	BytesRetrans uint64
+	// Time since data was last sent, data last arrived, an ACK last
+	// arrived (millisecond resolution): a subflow that goes silent while
+	// its connection is busy is how a dead path shows first.
+	LastDataSent time.Duration
+	LastDataRecv time.Duration
+	LastAckRecv  time.Duration
 	Len          int
 }
 
@@ -192,6 +198,7 @@ func decodeTCPInfo(b []byte, bo binary.ByteOrder) (TCPInfo, error) {
 		return TCPInfo{}, fmt.Errorf("mptcp: decoding tcp_info: %d bytes, need at least %d", len(b), tcpInfoMinLen)
 	}
 	us := func(off int) time.Duration { return time.Duration(bo.Uint32(b[off:])) * time.Microsecond }
+	msec := func(off int) time.Duration { return time.Duration(bo.Uint32(b[off:])) * time.Millisecond }
 	t := TCPInfo{
 		State:        b[0],
 		CAState:      b[1],
@@ -203,6 +210,9 @@ func decodeTCPInfo(b []byte, bo binary.ByteOrder) (TCPInfo, error) {
 		Unacked:      bo.Uint32(b[24:]),
 		Lost:         bo.Uint32(b[32:]),
 		Retrans:      bo.Uint32(b[36:]),
+		LastDataSent: msec(44),
+		LastDataRecv: msec(52),
+		LastAckRecv:  msec(56),
 		RTT:          us(68),
 		RTTVar:       us(72),
 		SndSsthresh:  bo.Uint32(b[76:]),

@@ -18,6 +18,7 @@ func TestTCPInfoOffsets(t *testing.T) {
 	ti.Pacing_rate, ti.Bytes_acked, ti.Bytes_received = 12, 13, 14
 	ti.Segs_out, ti.Segs_in, ti.Notsent_bytes, ti.Min_rtt = 15, 16, 17, 18
 	ti.Delivery_rate, ti.Bytes_sent, ti.Bytes_retrans = 19, 20, 21
+	ti.Last_data_sent, ti.Last_data_recv, ti.Last_ack_recv = 22, 23, 24
 	b := unsafe.Slice((*byte)(unsafe.Pointer(&ti)), unsafe.Sizeof(ti))
 	got, err := DecodeTCPInfo(b)
 	if err != nil {
@@ -28,7 +29,8 @@ func TestTCPInfoOffsets(t *testing.T) {
 		SndMSS: 1448, RcvMSS: 1400, Unacked: 5, Lost: 6, Retrans: 7,
 		RTT: 1500 * time.Microsecond, RTTVar: 300 * time.Microsecond, SndSsthresh: 50, SndCwnd: 10, TotalRetrans: 11,
 		PacingRate: 12, BytesAcked: 13, BytesRecv: 14, SegsOut: 15, SegsIn: 16, NotsentBytes: 17,
-		MinRTT: 18 * time.Microsecond, DeliveryRate: 19, BytesSent: 20, BytesRetrans: 21, Len: len(b),
+		MinRTT: 18 * time.Microsecond, DeliveryRate: 19, BytesSent: 20, BytesRetrans: 21,
+		LastDataSent: 22 * time.Millisecond, LastDataRecv: 23 * time.Millisecond, LastAckRecv: 24 * time.Millisecond, Len: len(b),
 	}
 	if got != want {
 		t.Errorf("got  %+v\nwant %+v", got, want)

@@ -38,3 +38,24 @@ func (b *Bypass) Match(src, dst netip.AddrPort) bool {
 	}
 	return false
 }
+
+// NativeUplink is the uplink what the LAN sends natively (non-TCP and
+// bypassed TCP) should leave on: preferred (bypass.uplink) while it is
+// alive; else the decision's first uplink, the live one new flows start
+// on; else, with nothing alive, preferred still, since there is nowhere
+// better to send. "" when no uplink is preferred (the router's own
+// routing decides).
+func NativeUplink(preferred string, d Decision, ups []UplinkState) string {
+	if preferred == "" {
+		return ""
+	}
+	for _, u := range ups {
+		if u.Name == preferred && u.Alive {
+			return preferred
+		}
+	}
+	if d.First != "" {
+		return d.First
+	}
+	return preferred
+}

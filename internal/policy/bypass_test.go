@@ -47,3 +47,30 @@ func BenchmarkBypassMatch(b *testing.B) {
 		by.Match(src, dst)
 	}
 }
+
+func TestNativeUplink(t *testing.T) {
+	p := DefaultParams()
+	cases := []struct {
+		name      string
+		preferred string
+		ups       []UplinkState
+		want      string
+	}{
+		{"none preferred", "", []UplinkState{dsl(true, 15*ms, 0, 0), lte(Overflow, true, 35*ms, 0, 0)}, ""},
+		{"preferred alive", "dsl", []UplinkState{dsl(true, 15*ms, 0, 0), lte(Overflow, true, 35*ms, 0, 0)}, "dsl"},
+		{"preferred alive though a backup by role", "lte", []UplinkState{dsl(true, 15*ms, 0, 0), lte(Overflow, true, 35*ms, 0, 0)}, "lte"},
+		{"preferred dead: the policy's first", "dsl", []UplinkState{dsl(false, 0, 0, 0), lte(Overflow, true, 35*ms, 0, 0)}, "lte"},
+		{"preferred dead: a backup standing in", "dsl", []UplinkState{dsl(false, 0, 0, 0), lte(Backup, true, 35*ms, 0, 0)}, "lte"},
+		{"overflow preferred and dead: back to the primary", "lte", []UplinkState{dsl(true, 15*ms, 0, 0), lte(Overflow, false, 0, 0, 0)}, "dsl"},
+		{"nothing alive: preferred", "dsl", []UplinkState{dsl(false, 0, 0, 0), lte(Overflow, false, 0, 0, 0)}, "dsl"},
+		{"unknown preferred: the policy's first", "sat", []UplinkState{dsl(true, 15*ms, 0, 0), lte(Overflow, true, 35*ms, 0, 0)}, "dsl"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := Decide(t0, c.ups, Decision{}, p)
+			if got := NativeUplink(c.preferred, d, c.ups); got != c.want {
+				t.Errorf("NativeUplink(%q) = %q, want %q", c.preferred, got, c.want)
+			}
+		})
+	}
+}

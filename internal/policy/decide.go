@@ -53,6 +53,18 @@ type Params struct {
 	// either direction and released when it falls below OverflowOff in
 	// both. 0 < OverflowOff <= OverflowOn.
 	OverflowOn, OverflowOff float64
+	// OverflowAfter is how long the load must stay at or above OverflowOn
+	// before overflow uplinks are put to work: it tells a transfer that
+	// fills the primaries from a burst that only touches the threshold.
+	// The first engagement waits only for it, not for MinHold, so a
+	// download gets the overflow uplink within OverflowAfter (plus one load
+	// sample) of saturating the primaries. 0 engages on the first sample.
+	OverflowAfter time.Duration
+	// ReleaseAfter is how long the load must stay below OverflowOff before
+	// overflow uplinks are released: a transfer's short dips (a loss
+	// recovery, a pause between two requests) must not release LTE under
+	// it.
+	ReleaseAfter time.Duration
 	// MinHold is the least time between two flips of the same load or
 	// RTT-guard state, against flapping. Liveness is never held: a dead
 	// uplink is dropped at once, and a stand-in takes over at once.
@@ -71,6 +83,12 @@ type Params struct {
 //     and the measured rate lags demand by one interval; OverflowOff 0.6
 //     leaves a gap wide enough that moving load between links does not
 //     cross both thresholds.
+//   - OverflowAfter 150 ms: with hcpe's 50 ms load samples, three
+//     samples in a row at 80 %; a page's burst rarely fills DSL that long,
+//     while a download gets LTE within 200 ms of filling DSL (a later
+//     start costs the bulk transfer LTE's whole rate meanwhile).
+//   - ReleaseAfter 1 s: well above a loss recovery's dip, well below the
+//     pause that ends a transfer.
 //   - MinHold 5 s: a new LTE subflow needs a few RTTs of slow start to be
 //     worth having, and one page load should not toggle MP_PRIO twice.
 //   - RTTGuard 150 ms with 50 ms hysteresis: within RFC 8157's 0–1000 ms
@@ -81,6 +99,8 @@ func DefaultParams() Params {
 	return Params{
 		OverflowOn:         0.8,
 		OverflowOff:        0.6,
+		OverflowAfter:      150 * time.Millisecond,
+		ReleaseAfter:       time.Second,
 		MinHold:            5 * time.Second,
 		RTTGuard:           150 * time.Millisecond,
 		RTTGuardHysteresis: 50 * time.Millisecond,
@@ -95,6 +115,9 @@ func (p Params) Validate() error {
 	}
 	if p.MinHold < 0 {
 		errs = append(errs, fmt.Errorf("policy: min hold %v is negative", p.MinHold))
+	}
+	if p.OverflowAfter < 0 || p.ReleaseAfter < 0 {
+		errs = append(errs, fmt.Errorf("policy: overflow after %v or release after %v is negative", p.OverflowAfter, p.ReleaseAfter))
 	}
 	if p.RTTGuard < 0 || p.RTTGuardHysteresis < 0 || p.RTTGuardHysteresis > p.RTTGuard {
 		errs = append(errs, fmt.Errorf("policy: rtt guard %v with hysteresis %v: need 0 <= hysteresis <= guard", p.RTTGuard, p.RTTGuardHysteresis))
@@ -139,6 +162,10 @@ type UplinkDecision struct {
 type Load struct {
 	Down, Up           bool // at or above OverflowOn, not yet below OverflowOff
 	DownSince, UpSince time.Time
+	// DownAbove and UpAbove: while off, when the share last reached
+	// OverflowOn and has stayed there since (zero when it is below); while
+	// on, when it last fell below OverflowOff and has stayed there.
+	DownAbove, UpAbove time.Time
 }
 
 // Decision is the outcome of Decide; pass it back as prev next time.
@@ -206,8 +233,8 @@ func Decide(now time.Time, ups []UplinkState, prev Decision, p Params) Decision 
 	}
 	d.Load = prev.Load
 	if primaryAlive {
-		d.Load.Down, d.Load.DownSince = hysteresis(prev.Load.Down, prev.Load.DownSince, share(rx, nomDown), p, held, now)
-		d.Load.Up, d.Load.UpSince = hysteresis(prev.Load.Up, prev.Load.UpSince, share(tx, nomUp), p, held, now)
+		d.Load.Down, d.Load.DownSince, d.Load.DownAbove = hysteresis(prev.Load.Down, prev.Load.DownSince, prev.Load.DownAbove, share(rx, nomDown), p, held, now)
+		d.Load.Up, d.Load.UpSince, d.Load.UpAbove = hysteresis(prev.Load.Up, prev.Load.UpSince, prev.Load.UpAbove, share(tx, nomUp), p, held, now)
 	}
 	saturated := d.Load.Down || d.Load.Up
 
@@ -298,18 +325,35 @@ func (d *Decision) pick(ups []UplinkState) string {
 	return first
 }
 
-// hysteresis advances one direction's load state.
-func hysteresis(on bool, since time.Time, share float64, p Params, held func(time.Time) bool, now time.Time) (bool, time.Time) {
-	want := on
-	if !on && share >= p.OverflowOn {
-		want = true
-	} else if on && share < p.OverflowOff {
-		want = false
+// hysteresis advances one direction's load state: on once the share has
+// stayed at or above OverflowOn for OverflowAfter, off once it has stayed
+// below OverflowOff for ReleaseAfter; neither within MinHold of the last
+// flip. cross is when the share crossed the threshold that would flip the
+// state and has stayed beyond it (zero when it has not).
+func hysteresis(on bool, since, cross time.Time, share float64, p Params, held func(time.Time) bool, now time.Time) (bool, time.Time, time.Time) {
+	if on {
+		if share >= p.OverflowOff {
+			return true, since, time.Time{}
+		}
+		if cross.IsZero() {
+			cross = now
+		}
+		if now.Sub(cross) < p.ReleaseAfter || held(since) {
+			return true, since, cross
+		}
+		return false, now, time.Time{}
 	}
-	if want == on || held(since) {
-		return on, since
+	above := cross
+	if share < p.OverflowOn {
+		return false, since, time.Time{}
 	}
-	return want, now
+	if above.IsZero() {
+		above = now
+	}
+	if now.Sub(above) < p.OverflowAfter || held(since) {
+		return false, since, above
+	}
+	return true, now, time.Time{}
 }
 
 // share is used/nominal; a primary without a nominal rate never saturates.

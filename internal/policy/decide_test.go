@@ -54,6 +54,9 @@ func (s step) check(t *testing.T, i int, d Decision) {
 
 func TestDecide(t *testing.T) {
 	p := DefaultParams() // on 0.8, off 0.6, hold 5s, guard 150ms/50ms
+	// One step stands for a load sustained since the previous one here;
+	// TestOverflowAfter covers the sustains themselves.
+	p.OverflowAfter, p.ReleaseAfter = 0, 0
 	cases := []struct {
 		name  string
 		steps []step
@@ -250,14 +253,72 @@ func TestParamsValidate(t *testing.T) {
 	if err := DefaultParams().Validate(); err != nil {
 		t.Fatal(err)
 	}
-	bad := Params{OverflowOn: 0.5, OverflowOff: 0.7, MinHold: -1, RTTGuard: 10 * ms, RTTGuardHysteresis: 20 * ms}
+	bad := Params{OverflowOn: 0.5, OverflowOff: 0.7, MinHold: -1, OverflowAfter: -1, ReleaseAfter: -1, RTTGuard: 10 * ms, RTTGuardHysteresis: 20 * ms}
 	err := bad.Validate()
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, w := range []string{"overflow off share", "min hold", "rtt guard"} {
+	for _, w := range []string{"overflow off share", "min hold", "overflow after", "release after", "rtt guard"} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("%v: missing %q", err, w)
 		}
+	}
+}
+
+// TestOverflowAfter: the first engagement waits for OverflowAfter of
+// sustained saturation and not for MinHold; a dip below the on share
+// restarts the wait; a release waits for ReleaseAfter below the off share;
+// a re-engagement soon after a release is still held.
+func TestOverflowAfter(t *testing.T) {
+	p := DefaultParams() // after 150 ms, hold 5 s
+	sat := func(rx int64) []UplinkState {
+		return []UplinkState{dsl(true, 15*ms, rx, 0), lte(Overflow, true, 35*ms, 0, 0)}
+	}
+	const off, on = "dsl:-:primary lte:B:primary-unloaded", "dsl:-:primary lte:-:primary-saturated"
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"first engagement after 150 ms of saturation, no hold", []step{
+			{0, sat(1 * mbit), off, "dsl"},
+			{50 * ms, sat(19 * mbit), off, "dsl"},
+			{100 * ms, sat(19 * mbit), off, "dsl"},
+			{150 * ms, sat(19 * mbit), off, "dsl"},
+			{200 * ms, sat(19 * mbit), on, "dsl"},
+		}},
+		{"first engagement at start", []step{
+			{0, sat(19 * mbit), off, "dsl"},
+			{149 * ms, sat(19 * mbit), off, "dsl"},
+			{150 * ms, sat(19 * mbit), on, "dsl"},
+		}},
+		{"a burst shorter than the sustain does not engage; a dip restarts it", []step{
+			{0, sat(19 * mbit), off, "dsl"},
+			{100 * ms, sat(19 * mbit), off, "dsl"},
+			{150 * ms, sat(10 * mbit), off, "dsl"},
+			{200 * ms, sat(19 * mbit), off, "dsl"},
+			{300 * ms, sat(19 * mbit), off, "dsl"},
+			{350 * ms, sat(19 * mbit), on, "dsl"},
+		}},
+		{"release after a second below, not on a dip; re-engagement held, then at once once sustained", []step{
+			{0, sat(19 * mbit), off, "dsl"},
+			{150 * ms, sat(19 * mbit), on, "dsl"},
+			{5150 * ms, sat(2 * mbit), on, "dsl"}, // a dip: below since 5.15 s
+			{5200 * ms, sat(19 * mbit), on, "dsl"},
+			{5250 * ms, sat(2 * mbit), on, "dsl"}, // below again, since 5.25 s
+			{6200 * ms, sat(2 * mbit), on, "dsl"},
+			{6250 * ms, sat(2 * mbit), off, "dsl"},
+			{7 * time.Second, sat(19 * mbit), off, "dsl"},
+			{11 * time.Second, sat(19 * mbit), off, "dsl"},
+			{11250 * ms, sat(19 * mbit), on, "dsl"},
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var d Decision
+			for i, s := range c.steps {
+				d = Decide(t0.Add(s.at), s.ups, d, p)
+				s.check(t, i, d)
+			}
+		})
 	}
 }
