@@ -10,6 +10,7 @@ import (
 
 	"hybridgw/internal/config"
 	"hybridgw/internal/metrics"
+	"hybridgw/internal/relay"
 	"hybridgw/internal/tun"
 )
 
@@ -21,6 +22,7 @@ type CPE struct {
 	ups    *uplinks
 	health *health
 	pool   *warmPool // nil when pool.ceiling is 0
+	poller *relay.Poller
 
 	reloadMu sync.Mutex // guards what a reload changes
 	steer    *tun.Steering

@@ -237,19 +237,28 @@ func rejectFor(re *convert.RemoteError, v4 bool) netstack.Reject {
 	return netstack.RejectReset
 }
 
-// handle relays an established flow until both sides are done.
-func (c *CPE) handle(ctx context.Context, lan *netstack.Conn, up netstack.Upstream) {
+// start relays an established flow until both sides are done, holding no
+// goroutine while the flow is idle; done tells the netstack when it is over.
+func (c *CPE) start(ctx context.Context, lan *netstack.Conn, up netstack.Upstream, done func()) {
 	u := up.(*upstream)
 	f := u.f
 	c.mu.Lock()
 	c.flows[f] = struct{}{}
 	c.mu.Unlock()
 	c.m.FlowsActive.Inc()
-	res := relay.Relay(ctx, lan, &finalPoll{TCPConn: u.TCPConn, poll: func() { _ = c.pollFlow(f) }}, relay.Options{
+	relay.Start(ctx, lan, &finalPoll{TCPConn: u.TCPConn, poll: func() { _ = c.pollFlow(f) }}, relay.Options{
 		IdleTimeout: c.cfg.Limits.IdleTimeout,
 		IsReset:     netstack.IsReset,
 		Counters:    &f.ctr,
+		Poller:      c.poller,
+	}, func(res relay.Result) {
+		c.closed(f, res)
+		done()
 	})
+}
+
+// closed accounts for and logs a flow whose relay has ended.
+func (c *CPE) closed(f *flow, res relay.Result) {
 	c.m.FlowsActive.Dec()
 	c.mu.Lock()
 	delete(c.flows, f)
@@ -280,6 +289,10 @@ func (p *finalPoll) Close() error {
 // Abort makes the relay's reset a RST: the wrapper hides *net.TCPConn from
 // its type switch.
 func (p *finalPoll) Abort() { _ = p.TCPConn.SetLinger(0) }
+
+// KernelConn lets the relay wait for the MPTCP socket on its Poller
+// (relay.KernelConn): reading is the socket's own.
+func (p *finalPoll) KernelConn() *net.TCPConn { return p.TCPConn }
 
 // pollFlow adds what the flow's subflows carried since the last poll to the
 // per-uplink counters. The numbers are the kernel's (tcp_info of each

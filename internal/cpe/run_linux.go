@@ -15,6 +15,7 @@ import (
 	"hybridgw/internal/metrics"
 	"hybridgw/internal/mptcp/pm"
 	"hybridgw/internal/netstack"
+	"hybridgw/internal/relay"
 	"hybridgw/internal/trim"
 	"hybridgw/internal/tun"
 )
@@ -101,9 +102,24 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 		c.steer = nil
 	}()
 
+	// The relays park idle flows on the poller; it runs until the stack
+	// has ended every flow (the deferred Close runs after stopStack).
+	if c.poller, err = relay.NewPoller(); err != nil {
+		dev.Close()
+		return err
+	}
+	defer c.poller.Close()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := c.poller.Run(); err != nil {
+			c.log.Error("relay poller stopped", "err", err)
+		}
+	}()
+
 	st, err := netstack.New(netstack.Config{
 		Device: dev, MTU: c.cfg.TUN.MTU,
-		Dial: c.dial, Handle: c.handle,
+		Dial: c.dial, Start: c.start,
 		MaxInFlight: c.cfg.Limits.HandshakesInFlight, MaxInFlightPerHost: c.cfg.Limits.HandshakesPerHost,
 		MaxFlows:    c.cfg.Limits.Flows + c.cfg.Limits.HandshakesInFlight,
 		DialTimeout: c.cfg.HAG.ConnectTimeout + time.Second,

@@ -46,6 +46,7 @@ type Gateway struct {
 	own       *ownSet
 	reg       registry // flows and CPEs for the admin API (admin.go)
 	pool      poolGate // hcpe's warm connections before their first byte (pool.go)
+	poller    *relay.Poller
 
 	ready chan struct{} // closed once the listeners are up
 	addrs []net.Addr
@@ -97,7 +98,7 @@ func (g *Gateway) bytes(dir string) float64 {
 // for limits.shutdown_grace; cancel the rest (a cancelled relay resets both
 // sides, so neither takes the cut stream for complete); wait for every handler; remove the
 // transparent-socket routing; stop the metrics server.
-func (g *Gateway) Run(ctx context.Context) error {
+func (g *Gateway) Run(ctx context.Context) (err error) {
 	if g.cfg.Listen.FastOpen {
 		if err := mptcp.EnsureFastOpenServer(); err != nil {
 			return fmt.Errorf("enabling TCP Fast Open for the Convert message in the SYN: %w", err)
@@ -215,6 +216,21 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}()
 	defer func() { stopMetrics(); mwg.Wait() }()
 
+	// The relays park idle flows on the poller; it runs until every flow
+	// has drained (the deferred Close runs after that, below).
+	if g.poller, err = relay.NewPoller(); err != nil {
+		return err
+	}
+	var rwg sync.WaitGroup
+	defer func() { g.poller.Close(); rwg.Wait() }()
+	rwg.Add(1)
+	go func() {
+		defer rwg.Done()
+		if err := g.poller.Run(); err != nil {
+			g.log.Error("relay poller stopped", "err", err)
+		}
+	}()
+
 	flowCtx, cancelFlows := context.WithCancel(context.Background())
 	defer cancelFlows()
 	var flows sync.WaitGroup
@@ -228,7 +244,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	close(g.ready)
 
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-merr:
@@ -291,8 +306,9 @@ func (g *Gateway) acceptLoop(ln *net.TCPListener, ctx context.Context, flows *sy
 		}
 		flows.Add(1)
 		go func() {
-			defer flows.Done()
-			g.serve(ctx, c)
+			if !g.serve(ctx, c, flows.Done) {
+				flows.Done()
+			}
 		}()
 	}
 }
@@ -329,9 +345,16 @@ func (g *Gateway) refused(log *slog.Logger, reason, why string) {
 
 // serve runs one flow from accept to close, in phases: hold a handshake
 // slot, read the request, make sure the client's handshake completed (its
-// source address is proven), decide, connect, run the flow.
-func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
-	defer conn.Close()
+// source address is proven), decide, connect, run the flow. It returns
+// true once the flow runs in a relay, which then owns the connections and
+// the flow's slot and calls end when the flow is over; no goroutine waits
+// for it. Otherwise the flow is over when serve returns.
+func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn, end func()) (relaying bool) {
+	defer func() {
+		if !relaying {
+			conn.Close()
+		}
+	}()
 	id := g.flowSeq.Add(1)
 	peer := addrPortOf(conn.RemoteAddr())
 	log := g.log.With("flow", id, "peer", peer.String())
@@ -385,17 +408,24 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 		g.answer(conn, log, r)
 		return
 	}
-	defer p.release()
+	defer func() {
+		if !relaying {
+			p.release()
+		}
+	}()
 	log = log.With("cpe", p.cpe.ID)
 
 	sconn, start, ok := g.connect(ctx, conn, p, log)
 	if !ok {
 		return
 	}
-	defer sconn.Close()
 	handshakeDone()
 	srcDone()
-	g.runFlow(ctx, conn, sconn, flowInfo{id: id, peer: peer, m: &m, plan: p, mptcp: isMPTCP, start: start}, log)
+	g.runFlow(ctx, conn, sconn, flowInfo{id: id, peer: peer, m: &m, plan: p, mptcp: isMPTCP, start: start}, log, func() {
+		p.release()
+		end()
+	})
+	return true
 }
 
 // readRequest reads the Convert message under the read deadline. A bad
@@ -520,8 +550,10 @@ type flowInfo struct {
 	start time.Time
 }
 
-// runFlow relays an answered flow until it ends, with its accounting.
-func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowInfo, log *slog.Logger) {
+// runFlow starts relaying an answered flow and returns; when the relay
+// ends, its accounting runs and then end. Nothing of the Convert message is
+// kept for the flow's life but what the admin API shows.
+func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowInfo, log *slog.Logger, end func()) {
 	g.m.Flows.WithLabelValues("ok").Inc()
 	if lw := g.cfg.Limits.NotSentLowat; lw > 0 {
 		// Bounds what queues per flow in hag: without it a fast server
@@ -533,29 +565,33 @@ func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowI
 	log.Info("flow open", "src", local.String(), "preserved", f.plan.src.Preserved, "mptcp", f.mptcp, "dial", time.Since(f.start).Round(time.Microsecond).String())
 
 	smp := startSubflowSampler(conn)
-	var ctr relay.Counters
+	ctr := new(relay.Counters)
 	g.mu.Lock()
-	g.live[&ctr] = struct{}{}
+	g.live[ctr] = struct{}{}
 	g.mu.Unlock()
-	defer g.reg.track(trackedFlow{id: f.id, cpe: f.plan.cpe.ID, peer: f.peer, client: f.m.ClientAddr, dst: f.plan.dst, src: local, preserved: f.plan.src.Preserved, mptcp: f.mptcp, conn: conn, ctr: &ctr})()
+	untrack := g.reg.track(trackedFlow{id: f.id, cpe: f.plan.cpe.ID, peer: f.peer, client: f.m.ClientAddr, dst: f.plan.dst, src: local, preserved: f.plan.src.Preserved, mptcp: f.mptcp, conn: conn, ctr: ctr})
 	g.m.FlowsActive.Inc()
-	res := relay.Relay(ctx, conn, sconn, relay.Options{IdleTimeout: g.cfg.Limits.IdleTimeout, Counters: &ctr})
-	g.m.FlowsActive.Dec()
-	g.mu.Lock()
-	delete(g.live, &ctr)
-	g.doneBytes[0] += res.AtoB
-	g.doneBytes[1] += res.BtoA
-	g.mu.Unlock()
+	start := f.start
+	relay.Start(ctx, conn, sconn, relay.Options{IdleTimeout: g.cfg.Limits.IdleTimeout, Counters: ctr, Poller: g.poller}, func(res relay.Result) {
+		g.m.FlowsActive.Dec()
+		g.mu.Lock()
+		delete(g.live, ctr)
+		g.doneBytes[0] += res.AtoB
+		g.doneBytes[1] += res.BtoA
+		g.mu.Unlock()
 
-	subflows := smp.stop()
-	g.m.Subflows.Observe(float64(subflows))
-	g.m.FlowEnds.WithLabelValues(res.End.String()).Inc()
-	attrs := []any{"reason", res.End.String(), "first", res.First.String(), "to_server", res.AtoB, "to_client", res.BtoA,
-		"duration", time.Since(f.start).Round(time.Millisecond).String(), "subflows", subflows}
-	if res.Err != nil && res.End != relay.ReasonEOF {
-		attrs = append(attrs, "err", res.Err)
-	}
-	log.Info("flow closed", attrs...)
+		subflows := smp.stop()
+		g.m.Subflows.Observe(float64(subflows))
+		g.m.FlowEnds.WithLabelValues(res.End.String()).Inc()
+		attrs := []any{"reason", res.End.String(), "first", res.First.String(), "to_server", res.AtoB, "to_client", res.BtoA,
+			"duration", time.Since(start).Round(time.Millisecond).String(), "subflows", subflows}
+		if res.Err != nil && res.End != relay.ReasonEOF {
+			attrs = append(attrs, "err", res.Err)
+		}
+		log.Info("flow closed", attrs...)
+		untrack()
+		end()
+	})
 }
 
 // subflowSampler keeps the most subflows a flow had. Subflows join after

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -109,5 +110,55 @@ func TestRelayIdleHoldsNoPipes(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	if after := openFDs(t); after > before {
 		t.Fatalf("%d idle flows that moved bytes hold %d more descriptors than before, want none", flows, after-before)
+	}
+}
+
+// TestRelayIdleHoldsNoGoroutine checks that a flow between kernel sockets
+// on a Poller holds no goroutine while idle: after bytes moved both ways
+// and stopped, no direction runs and the process has no more goroutines
+// than before the flows started (but the harness's), and the flows still
+// work. Not parallel: the counts are process-wide.
+func TestRelayIdleHoldsNoGoroutine(t *testing.T) {
+	const flows = 50
+	p := newPoller(t)
+	before := runtime.NumGoroutine()
+	hs := make([]*harness, flows)
+	for i := range hs {
+		// The harness's own goroutine waits in Relay; count with
+		// goroutines, which only directions add to, and check the
+		// process total against flows (one waiting harness each).
+		hs[i] = start(t, "tcp4", "127.0.0.1:0", modeSplice, Options{Poller: p, IdleTimeout: time.Minute, HalfCloseTimeout: time.Minute})
+	}
+	msg := []byte("ping")
+	buf := make([]byte, len(msg))
+	for _, h := range hs {
+		for _, pair := range [][2]*net.TCPConn{{h.client, h.server}, {h.server, h.client}} {
+			if _, err := pair[0].Write(msg); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(pair[1], buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for goroutines.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := goroutines.Load(); n != 0 {
+		t.Fatalf("%d idle flows hold %d direction goroutines, want 0", flows, n)
+	}
+	if n := runtime.NumGoroutine() - before; n > flows {
+		t.Fatalf("%d idle flows added %d goroutines; want at most %d (the harness's waits)", flows, n, flows)
+	}
+	for _, h := range hs {
+		h.client.CloseWrite()
+		if _, err := io.ReadAll(h.server); err != nil {
+			t.Fatal(err)
+		}
+		h.server.CloseWrite()
+		if r := h.wait(t, 5*time.Second); r.End != ReasonEOF || r.AtoB != int64(len(msg)) || r.BtoA != int64(len(msg)) {
+			t.Fatalf("relay ended %v (%v) %d/%d, want eof %d/%d", r.End, r.Err, r.AtoB, r.BtoA, len(msg), len(msg))
+		}
 	}
 }
