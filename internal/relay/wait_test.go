@@ -1,10 +1,15 @@
 package relay
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
 	"runtime"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -160,5 +165,82 @@ func TestRelayIdleHoldsNoGoroutine(t *testing.T) {
 		if r := h.wait(t, 5*time.Second); r.End != ReasonEOF || r.AtoB != int64(len(msg)) || r.BtoA != int64(len(msg)) {
 			t.Fatalf("relay ended %v (%v) %d/%d, want eof %d/%d", r.End, r.Err, r.AtoB, r.BtoA, len(msg), len(msg))
 		}
+	}
+}
+
+// lateConn is a Notifier whose data arrives exactly in the window where a
+// direction has found it empty but has not parked yet: its first TryRead
+// queues bytes and signals before it reports EAGAIN, so the signal reaches
+// a running direction, which ignores it. Only the readiness check after
+// parking can find the bytes.
+type lateConn struct {
+	mu      sync.Mutex
+	buf     []byte
+	late    []byte // delivered by the first empty TryRead
+	notify  func()
+	written bytes.Buffer
+}
+
+func (c *lateConn) TryRead(b []byte) (int, error) {
+	c.mu.Lock()
+	if len(c.buf) == 0 {
+		if c.late != nil {
+			c.buf, c.late = c.late, nil
+			fn := c.notify
+			c.mu.Unlock()
+			fn()
+			return 0, syscall.EAGAIN
+		}
+		c.mu.Unlock()
+		return 0, syscall.EAGAIN
+	}
+	n := copy(b, c.buf)
+	c.buf = c.buf[n:]
+	c.mu.Unlock()
+	return n, nil
+}
+
+func (c *lateConn) Readable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.buf) > 0 || c.late != nil
+}
+
+func (c *lateConn) NotifyReadable(fn func()) func() {
+	c.mu.Lock()
+	c.notify = fn
+	c.mu.Unlock()
+	return func() {}
+}
+
+func (c *lateConn) Read([]byte) (int, error) { return 0, errors.New("lateConn: Read") }
+func (c *lateConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.written.Write(b)
+}
+func (c *lateConn) CloseWrite() error                { return nil }
+func (c *lateConn) Close() error                     { return nil }
+func (c *lateConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *lateConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *lateConn) SetDeadline(time.Time) error      { return nil }
+func (c *lateConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *lateConn) SetWriteDeadline(time.Time) error { return nil }
+
+// TestRelayNoLostWake checks that bytes arriving while a direction is on
+// its way to parking are relayed: the direction looks once more after it
+// has parked.
+func TestRelayNoLostWake(t *testing.T) {
+	p := newPoller(t)
+	b, server := tcpPair(t, "tcp4", "127.0.0.1:0")
+	a := &lateConn{late: []byte("late")}
+	ctx, cancel := context.WithCancel(context.Background())
+	res := make(chan Result, 1)
+	go func() { res <- Relay(ctx, a, b, Options{Poller: p}) }()
+	defer func() { cancel(); <-res }()
+	server.SetReadDeadline(time.Now().Add(3 * time.Second))
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(server, got); err != nil || string(got) != "late" {
+		t.Fatalf("server read %q, %v; want \"late\" (a wake was lost)", got, err)
 	}
 }
