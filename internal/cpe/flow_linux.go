@@ -31,10 +31,39 @@ type flow struct {
 	ctr      relay.Counters
 
 	mu   sync.Mutex
-	last map[subflowKey][2]uint64 // bytes acked (up), received (down) at the last poll
+	last subflowCounts // bytes acked (up), received (down) at the last poll
 }
 
 type subflowKey struct{ local, remote netip.AddrPort }
+
+// subflowCounts maps a flow's subflows (a handful at most) to their
+// counts: a slice, because a Go map costs each of thousands of idle flows
+// several hundred bytes more.
+type subflowCounts []subflowCount
+
+type subflowCount struct {
+	k subflowKey
+	n [2]uint64
+}
+
+func (c subflowCounts) get(k subflowKey) [2]uint64 {
+	for _, e := range c {
+		if e.k == k {
+			return e.n
+		}
+	}
+	return [2]uint64{}
+}
+
+func (c *subflowCounts) set(k subflowKey, n [2]uint64) {
+	for i := range *c {
+		if (*c)[i].k == k {
+			(*c)[i].n = n
+			return
+		}
+	}
+	*c = append(*c, subflowCount{k, n})
+}
 
 // upstream is what Dial hands the netstack: the MPTCP conn and its flow.
 type upstream struct {
@@ -58,7 +87,7 @@ type upstream struct {
 //   - anything else → RST.
 func (c *CPE) dial(ctx context.Context, id netstack.FlowID) (netstack.Upstream, error) {
 	start := time.Now()
-	f := &flow{id: c.flowSeq.Add(1), lan: id, start: start, last: map[subflowKey][2]uint64{}}
+	f := &flow{id: c.flowSeq.Add(1), lan: id, start: start}
 	log := c.log.With("flow", f.id, "src", id.Src.String(), "dst", id.Dst.String())
 	fail := func(result string, reject netstack.Reject, err error) (netstack.Upstream, error) {
 		c.m.Flows.WithLabelValues(result).Inc()
@@ -307,7 +336,7 @@ func (c *CPE) pollFlow(f *flow) []mptcp.Subflow {
 		// uplink, the only path a plain TCP connection has.
 		up, down := uint64(f.ctr.AtoB.Load()), uint64(f.ctr.BtoA.Load())
 		k := subflowKey{}
-		last := f.last[k]
+		last := f.last.get(k)
 		if up > last[0] {
 			c.m.UplinkBytes.WithLabelValues(f.uplink, "up").Add(float64(up - last[0]))
 		}
@@ -315,21 +344,21 @@ func (c *CPE) pollFlow(f *flow) []mptcp.Subflow {
 			c.m.UplinkBytes.WithLabelValues(f.uplink, "down").Add(float64(down - last[1]))
 		}
 		if !f.mptcp {
-			f.last[k] = [2]uint64{max(up, last[0]), max(down, last[1])}
+			f.last.set(k, [2]uint64{max(up, last[0]), max(down, last[1])})
 		}
 		return nil
 	}
 	for _, s := range subs {
 		k := subflowKey{s.Local, s.Remote}
 		name := c.ups.nameOf(s.Local.Addr())
-		last := f.last[k]
+		last := f.last.get(k)
 		if s.TCP.BytesAcked > last[0] {
 			c.m.UplinkBytes.WithLabelValues(name, "up").Add(float64(s.TCP.BytesAcked - last[0]))
 		}
 		if s.TCP.BytesRecv > last[1] {
 			c.m.UplinkBytes.WithLabelValues(name, "down").Add(float64(s.TCP.BytesRecv - last[1]))
 		}
-		f.last[k] = [2]uint64{max(s.TCP.BytesAcked, last[0]), max(s.TCP.BytesRecv, last[1])}
+		f.last.set(k, [2]uint64{max(s.TCP.BytesAcked, last[0]), max(s.TCP.BytesRecv, last[1])})
 	}
 	return subs
 }
