@@ -125,18 +125,7 @@ func TestNotify(t *testing.T) {
 // park), and that they still carry bytes both ways and close cleanly.
 func TestIdleFlowsHoldNoGoroutine(t *testing.T) {
 	const flows = 40
-	p, err := rl.NewPoller()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pdone := make(chan error, 1)
-	go func() { pdone <- p.Run() }()
-	t.Cleanup(func() {
-		p.Close()
-		if err := <-pdone; err != nil {
-			t.Errorf("Poller.Run: %v", err)
-		}
-	})
+	p := runPoller(t)
 	ends := make(chan rl.Result, flows)
 	var target atomic.Value
 	l := newLab(t, func(ns *netlab.NS) netstack.Config {
@@ -225,18 +214,7 @@ func TestIdleFlowsHoldNoGoroutine(t *testing.T) {
 // direction finds its source empty and parks: a wake lost in that window
 // stalls the stream. The bytes must arrive intact.
 func TestRelayStreams(t *testing.T) {
-	p, err := rl.NewPoller()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pdone := make(chan error, 1)
-	go func() { pdone <- p.Run() }()
-	t.Cleanup(func() {
-		p.Close()
-		if err := <-pdone; err != nil {
-			t.Errorf("Poller.Run: %v", err)
-		}
-	})
+	p := runPoller(t)
 	var target atomic.Value
 	l := newLab(t, func(ns *netlab.NS) netstack.Config {
 		return netstack.Config{
@@ -302,4 +280,22 @@ func TestRelayStreams(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// runPoller runs a relay Poller for the test.
+func runPoller(t *testing.T) *rl.Poller {
+	t.Helper()
+	p, err := rl.NewPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run() }()
+	t.Cleanup(func() {
+		p.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Poller.Run: %v", err)
+		}
+	})
+	return p
 }
