@@ -13,8 +13,11 @@ import (
 // only where a figure needs it; the report lists every change
 // (benchConfigs.Changes).
 const (
-	// hcpe holds 10,000 idle flows in figure 5; its default bound is 8192.
-	benchHCPEFlows = 16384
+	// hcpe holds 10,000 idle flows in figure 5, all from one LAN host; its
+	// default bounds are 8192 in all and 512 per host, and its memory
+	// ceiling is sized for 8192.
+	benchHCPEFlows    = 16384
+	benchHCPEMemoryMB = 4096
 	// hag: the same flows come from one CPE (default bound 4096), opened
 	// faster than the default 500 new flows/s (burst 1000) allow; figure 7
 	// also runs with these to find hag's ceiling beyond its rate limit.
@@ -32,6 +35,27 @@ type benchConfigs struct {
 	// AdminHCPE and AdminHAG are the admin sockets the copies name.
 	AdminHCPE, AdminHAG string
 	Changes             []string // what differs from the shipped files, for the report
+	// Policy is hybridgw's uplink policy as its hcpe copy loads it: the
+	// report describes it from here, never from what the bench expects.
+	Policy PolicyInfo
+}
+
+// PolicyInfo is hcpe's uplink policy in the run: each uplink's role and
+// the overflow thresholds.
+type PolicyInfo struct {
+	Roles       string  `json:"roles"` // "dsl primary, lte overflow"
+	OverflowOn  float64 `json:"overflow_on"`
+	OverflowOff float64 `json:"overflow_off"`
+	MinHoldS    float64 `json:"min_hold_s"`
+}
+
+// policyInfo describes an hcpe config's policy.
+func policyInfo(c *config.HCPE) PolicyInfo {
+	var roles []string
+	for _, u := range c.Uplinks {
+		roles = append(roles, u.Name+" "+u.Role)
+	}
+	return PolicyInfo{Roles: strings.Join(roles, ", "), OverflowOn: c.Policy.OverflowOn, OverflowOff: c.Policy.OverflowOff, MinHoldS: c.Policy.MinHold.Seconds()}
 }
 
 // edit is one textual change to a config: old must occur exactly once.
@@ -73,6 +97,9 @@ func writeConfigs(configs, dir, adminDir string) (*benchConfigs, error) {
 	}
 	hcpeAdmin := edit{"listen: /run/hcpe/admin.sock", "listen: " + c.AdminHCPE}
 	hagAdmin := edit{"listen: /run/hag/admin.sock", "listen: " + c.AdminHAG}
+	hcpeFlows := []edit{{"flows: 8192", fmt.Sprintf("flows: %d", benchHCPEFlows)},
+		{"flows_per_host: 512", fmt.Sprintf("flows_per_host: %d", benchHCPEFlows)},
+		{"memory_limit_mb: 768", fmt.Sprintf("memory_limit_mb: %d", benchHCPEMemoryMB)}}
 	files := []struct {
 		path  string
 		name  string
@@ -80,9 +107,8 @@ func writeConfigs(configs, dir, adminDir string) (*benchConfigs, error) {
 		edits []edit
 		load  func(string) error
 	}{
-		{c.HCPE, "hcpe.yaml", hcpe, []edit{hcpeAdmin, {"flows: 8192", fmt.Sprintf("flows: %d", benchHCPEFlows)}}, loadHCPE},
-		{c.Bond, "hcpe.yaml", hcpe, []edit{hcpeAdmin, {"flows: 8192", fmt.Sprintf("flows: %d", benchHCPEFlows)},
-			{"role: primary", "role: bond"}, {"role: overflow", "role: bond"}}, loadHCPE},
+		{c.HCPE, "hcpe.yaml", hcpe, append([]edit{hcpeAdmin}, hcpeFlows...), loadHCPE},
+		{c.Bond, "hcpe.yaml", hcpe, append([]edit{hcpeAdmin, {"role: primary", "role: bond"}, {"role: overflow", "role: bond"}}, hcpeFlows...), loadHCPE},
 		{c.HAG, "hag.yaml", hag, []edit{hagAdmin,
 			{"flows_per_cpe: 4096", fmt.Sprintf("flows_per_cpe: %d", benchHAGFlowsPerCPE)},
 			{"new_flows_per_second: 500", fmt.Sprintf("new_flows_per_second: %d", benchHAGRate)},
@@ -101,9 +127,14 @@ func writeConfigs(configs, dir, adminDir string) (*benchConfigs, error) {
 			return nil, fmt.Errorf("the bench's copy of %s does not load: %w", f.name, err)
 		}
 	}
+	hc, err := config.LoadHCPE(c.HCPE)
+	if err != nil {
+		return nil, fmt.Errorf("the bench's copy of hcpe.yaml does not load: %w", err)
+	}
+	c.Policy = policyInfo(hc)
 	c.Changes = []string{
 		"hcpe and hag: `admin.listen` is a socket under the bench's own directory (the profiles of figure 4 are fetched there), not /run/hcpe or /run/hag.",
-		fmt.Sprintf("hcpe (hybridgw and hybridgw-bond): `limits.flows` 8192 → %d, so that figure 5 can hold 10,000 idle flows (handshakes_in_flight 512 and handshakes_per_host 64 stay: figure 5 opens 32 at a time).", benchHCPEFlows),
+		fmt.Sprintf("hcpe (hybridgw and hybridgw-bond): `limits.flows` 8192 → %d and `flows_per_host` 512 → %d, so that figure 5 can hold 10,000 idle flows from its one LAN host, and `memory_limit_mb` 768 → %d, which 10,000 flows would come near (handshakes_in_flight 512 and handshakes_per_host 64 stay: figure 5 opens 32 at a time).", benchHCPEFlows, benchHCPEFlows, benchHCPEMemoryMB),
 		fmt.Sprintf("hag (the hybridgw phase and figure 7's second ramp): `limits.flows_per_cpe` 4096 → %d, `new_flows_per_second` 500 → %d, `new_flows_burst` 1000 → %d: the 10,000 idle flows of figure 5 all come from one CPE and open faster than 500/s; figure 7's first ramp runs hag with the shipped limits.", benchHAGFlowsPerCPE, benchHAGRate, benchHAGBurst),
 	}
 	return c, nil

@@ -128,22 +128,9 @@ func (b *bench) oneCore(ctx context.Context, s *system) {
 		if ctx.Err() != nil {
 			return // interrupted: not a measurement
 		}
-		row := CPURow{System: s.name, Flows: n, Seconds: b.opts.CPU.Seconds(), GoodputMbps: mbps(bytesIn(ss, 0, b.opts.CPU), b.opts.CPU),
-			Cores: map[string]float64{}, BenchCores: cores["bench"], MachineCores: machine}
-		for k, v := range cores {
-			if k != "bench" {
-				row.Cores[k] = v
-				row.DaemonCores += v
-			}
-		}
-		row.PerGbps = ratio(row.DaemonCores, row.GoodputMbps/1000)
-		for _, r := range res {
-			if r.Err != nil {
-				row.Err = r.Err.Error()
-			}
-		}
+		row := b.cpuRow(s.name, n, ss, res, cores, machine)
 		b.rep.OneCore = append(b.rep.OneCore, row)
-		b.logf("fig8 %s %d flow(s) on one core: %.0f Mbit/s, daemons %.2f cores (%s), bench %.2f, machine %.2f %s", s.name, n, row.GoodputMbps, row.DaemonCores, coresCell(row.Cores), row.BenchCores, row.MachineCores, row.Err)
+		b.logf("fig9 %s %d flow(s) on one core: %.0f Mbit/s, daemons %.2f cores (%s), bench %.2f, machine %.2f %s", s.name, n, row.GoodputMbps, row.DaemonCores, coresCell(row.Cores), row.BenchCores, row.MachineCores, row.Err)
 	}
 }
 

@@ -3,8 +3,9 @@ package main
 import (
 	"fmt"
 	"math"
-	"slices"
 	"strings"
+
+	"hybridgw/internal/labproc"
 )
 
 // The plain-language findings of a run: where hybridgw is behind the peer
@@ -25,13 +26,26 @@ func (r *Report) behind() []string {
 	h, okh := r.ttfbOf(sysHybrid)
 	p, okp := r.ttfbOf(sysPeer)
 	if okh && okp && ratio(h.MedianMs, p.MedianMs) > 1+worseBy {
-		out = append(out, fmt.Sprintf("**Time to first byte** — %.1f vs %.1f ms median (%+.2f vs %+.2f DSL RTTs over direct TCP). "+
-			"Likely cause: the shipped `hag.fast_open: false` sends the Convert request only after hcpe's MPTCP handshake with hag (one extra round trip before hag dials the server), "+
-			"and hcpe holds the LAN handshake until hag's reply; the peer's ss-redir accepts the LAN connection locally at once and sends the client's request to ss-server right after its own connect.",
-			h.MedianMs, p.MedianMs, h.ExtraRTTMed, p.ExtraRTTMed))
+		s := fmt.Sprintf("**Time to first byte** — %.1f vs %.1f ms median (%+.2f vs %+.2f DSL RTTs over direct TCP).",
+			h.MedianMs, p.MedianMs, h.ExtraRTTMed, p.ExtraRTTMed)
+		if d, ok := r.ttfbOf(sysDirect); ok && d.MedianMs > 0 {
+			// Split hybridgw's excess over direct at the LAN connect, which
+			// hcpe holds until hag's Convert reply, from the request and
+			// answer that follow it; the peer accepts the LAN connection
+			// locally, so only its second part compares.
+			s += fmt.Sprintf(" Of hybridgw's %+.1f ms over direct, %+.1f ms is in the LAN connect (held until hag's Convert reply; hcpe's own setup histogram averaged %.1f ms against a %.0f ms DSL RTT) and %+.1f ms in the request and answer after it.",
+				h.MedianMs-d.MedianMs, h.ConnectMedMs-d.ConnectMedMs, h.SetupMeanMs, r.dslRTTms(), (h.MedianMs-h.ConnectMedMs)-(d.MedianMs-d.ConnectMedMs))
+		}
+		out = append(out, s)
 	}
-	if hh, hp := r.handoverOf(sysHybrid), r.handoverOf(sysPeer); hh != nil && hp != nil && hp.LongestGapMs > 0 && hh.LongestGapMs/hp.LongestGapMs > 1+worseBy {
-		out = append(out, fmt.Sprintf("**Handover** — longest gap %.0f vs %.0f ms when DSL went down. Both recover through the kernel's MPTCP retransmission timeouts; this run does not isolate a cause.", hh.LongestGapMs, hp.LongestGapMs))
+	if hh, hp := r.handoverOf(sysHybrid), r.handoverOf(sysPeer); hh != nil && hp != nil && hp.Gap.Med > 0 && hh.Gap.Med/hp.Gap.Med > 1+worseBy {
+		s := fmt.Sprintf("**Handover** — longest gap %.0f vs %.0f ms when DSL went down (medians of %d and %d runs; worst %.0f vs %.0f ms).", hh.Gap.Med, hp.Gap.Med, len(hh.Runs), len(hp.Runs), hh.Gap.Max, hp.Gap.Max)
+		if hh.Gap.Min > hp.Gap.Max {
+			s += " Every hybridgw run was slower than every peer run."
+		} else {
+			s += " The runs overlap (hybridgw's best is no slower than the peer's worst), so the difference is within this run's noise."
+		}
+		out = append(out, s+" Both recover through the kernel's MPTCP retransmission timeouts; this run does not isolate a cause.")
 	}
 	if s := r.hungBehind(); s != "" {
 		out = append(out, s)
@@ -73,7 +87,7 @@ func (r *Report) effBehind() string {
 	case n == 0:
 		s += " hybridgw-bond was not measured, so this run cannot tell the overflow policy from the data path."
 	case bondWorst >= 1-worseBy:
-		s += fmt.Sprintf(" hybridgw-bond — the same binaries with both uplinks bonded from the start — is at least %.2f× the peer in every case, so the likely cause is the shipped DSL-first overflow policy (a download starts on DSL alone; LTE joins once DSL runs above 80 %% of its nominal rate, after the policy's hold), not the data path.", bondWorst)
+		s += fmt.Sprintf(" hybridgw-bond — the same binaries with both uplinks bonded from the start — is at least %.2f× the peer in every case, so the likely cause is the shipped overflow policy (a download starts on the primary uplink alone; with the %s), not the data path.", bondWorst, r.policyText())
 	default:
 		s += fmt.Sprintf(" hybridgw-bond is also behind (down to %.2f× the peer), so part of the gap is the data path, not only the overflow policy.", bondWorst)
 	}
@@ -205,49 +219,6 @@ func (r *Report) memBehind() string {
 	return s
 }
 
-// idleCounts are figure 5's counts of idle flows in this report, ascending.
-func (r *Report) idleCounts() []int {
-	var out []int
-	for _, m := range r.Memory {
-		if t := m.target(); !slices.Contains(out, t) {
-			out = append(out, t)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// target is the count of idle flows a row was asked for (reports before
-// there were several counts have only Flows).
-func (m MemRow) target() int {
-	if m.Target != 0 {
-		return m.Target
-	}
-	return m.Flows
-}
-
-// memRow is a system's process's row at its largest count of idle flows.
-func (r *Report) memRow(sys, proc string) *MemRow {
-	var best *MemRow
-	for i := range r.Memory {
-		if m := &r.Memory[i]; m.System == sys && m.Process == proc && m.FDsPerFlow > 0 && (best == nil || m.Flows > best.Flows) {
-			best = m
-		}
-	}
-	return best
-}
-
-// maxFlows is the most idle flows a system held in figure 5.
-func (r *Report) maxFlows(sys string) int {
-	n := 0
-	for _, m := range r.Memory {
-		if m.System == sys {
-			n = max(n, m.Flows)
-		}
-	}
-	return n
-}
-
 // hungBehind reports LAN connects that got no answer in figure 5 for
 // hybridgw but not for the peer.
 func (r *Report) hungBehind() string {
@@ -273,7 +244,7 @@ func (r *Report) hungBehind() string {
 			peerTried = m.Flows
 		}
 	}
-	s := fmt.Sprintf("**LAN connects that hang** — in figure 5, %d of %d new LAN connections through hybridgw got no answer to their SYNs within 10 s; through the peer, none of %d.", failed, tried, peerTried)
+	s := fmt.Sprintf("**LAN connects that hang** — in figure 5, %d of %d new LAN connections through hybridgw got no answer to their SYNs within %v; through the peer, none of %d.", failed, tried, labproc.DialTimeout, peerTried)
 	if expected > 0 {
 		s += fmt.Sprintf(" Where figure 2's connections had used local ports less than a minute before, %.0f of the connections that did open reused one, where chance gives %.1f.", reused, expected)
 		if reused < expected/2 {

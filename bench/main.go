@@ -54,9 +54,13 @@ type options struct {
 	Pairs     string // profile pairs of figure 1
 	Seed      uint64
 	Budget    time.Duration // the whole run; what does not fit is skipped
-	// PolicyHold is hcpe's policy.min_hold (the shipped default); see
-	// policyIdle.
+	// PolicyHold is waited out before each hybridgw transfer (see
+	// policyIdle); 0: hcpe's policy.min_hold as its config loads it.
 	PolicyHold time.Duration
+
+	// Repetitions of the noisy figures: each case of figures 1 and 4, and
+	// each system's handover download of figure 3.
+	EffRuns, CPURuns, HandoverRuns int
 
 	Render string // re-render report.md from this report.json and exit
 
@@ -89,13 +93,13 @@ func main() {
 	flag.StringVar(&o.Profiles, "profiles", "test/lab/profiles", "directory of link profiles")
 	flag.StringVar(&o.Version, "version", "dev", "hybridgw version, for the report")
 	flag.StringVar(&o.Commit, "commit", "unknown", "hybridgw commit, for the report")
-	flag.DurationVar(&o.Bulk, "bulk", 20*time.Second, "duration of one bulk download (figure 1)")
-	flag.DurationVar(&o.Parallel, "parallel", 10*time.Second, "duration of the parallel downloads (figure 1)")
+	flag.DurationVar(&o.Bulk, "bulk", 10*time.Second, "duration of one bulk download (figure 1)")
+	flag.DurationVar(&o.Parallel, "parallel", 5*time.Second, "duration of the parallel downloads (figure 1)")
 	flag.IntVar(&o.Flows, "flows", 8, "number of parallel downloads (figures 1 and 4)")
-	flag.DurationVar(&o.Handover, "handover", 14*time.Second, "duration of the handover download (figure 3)")
-	flag.DurationVar(&o.DownAt, "down-at", 4*time.Second, "when DSL goes down in the handover download")
-	flag.DurationVar(&o.CPU, "cpu", 8*time.Second, "duration of each unshaped transfer (figures 4 and 6)")
-	flag.IntVar(&o.FCTRuns, "fct-runs", 30, "downloads of each size per system (figure 8)")
+	flag.DurationVar(&o.Handover, "handover", 10*time.Second, "duration of the handover download (figure 3)")
+	flag.DurationVar(&o.DownAt, "down-at", 3*time.Second, "when DSL goes down in the handover download")
+	flag.DurationVar(&o.CPU, "cpu", 5*time.Second, "duration of each unshaped transfer (figures 4 and 6)")
+	flag.IntVar(&o.FCTRuns, "fct-runs", 20, "downloads of each size per system (figure 8)")
 	flag.IntVar(&o.TTFBRuns, "ttfb-runs", 200, "small exchanges per system (figure 2)")
 	flag.StringVar(&o.IdleFlows, "idle-flows", "1000,10000", "idle flows held open, ascending; each count is measured in turn (figure 5)")
 	flag.StringVar(&o.Pairs, "pairs", "equal-rtt,default,lte-80ms", "profile pairs of figure 1 (comma-separated)")
@@ -106,8 +110,11 @@ func main() {
 	flag.IntVar(&o.ProfileSeconds, "profile-seconds", 0, "seconds of the CPU profiles during figure 4 (0: the transfer less 2 s)")
 	flag.BoolVar(&o.Smoke, "smoke", false, "fail unless report.json holds figures 1 and 2 for every system run")
 	flag.Uint64Var(&o.Seed, "seed", 20261123, "seed of the link emulator's jitter and of the payload")
-	flag.DurationVar(&o.Budget, "budget", 14*time.Minute, "time budget of the whole run")
-	flag.DurationVar(&o.PolicyHold, "policy-hold", 5*time.Second, "hcpe's policy min_hold, waited out before each hybridgw transfer")
+	flag.DurationVar(&o.Budget, "budget", 20*time.Minute, "time budget of the whole run")
+	flag.DurationVar(&o.PolicyHold, "policy-hold", 0, "waited out before each hybridgw transfer (0: hcpe's policy.min_hold from its config)")
+	flag.IntVar(&o.EffRuns, "eff-runs", 3, "runs of each case of figure 1")
+	flag.IntVar(&o.CPURuns, "cpu-runs", 3, "runs of each case of figure 4")
+	flag.IntVar(&o.HandoverRuns, "handover-runs", 5, "handover downloads per system (figure 3)")
 	flag.StringVar(&o.Systems, "systems", "direct,hybridgw,hybridgw-bond,peer", "systems to run (comma-separated)")
 	flag.StringVar(&o.Figures, "figures", "1,2,3,4,5,6,7,8,9", "figures to measure (comma-separated)")
 	flag.StringVar(&o.Render, "render", "", "only re-render report.md next to this report.json (same run, current renderer)")

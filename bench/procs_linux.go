@@ -4,122 +4,16 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"hybridgw/internal/labproc"
 	"hybridgw/internal/netlab"
 )
-
-// spawner starts child processes from one OS thread that never exits and
-// never changes namespace: a child's Pdeathsig fires when the thread that
-// forked it dies, so children started from an arbitrary Go thread could be
-// killed whenever the runtime retires that thread.
-type spawner struct{ reqs chan spawnReq }
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func newSpawner() *spawner {
-	s := &spawner{reqs: make(chan spawnReq)}
-	go func() {
-		runtime.LockOSThread() // for the life of the process
-		for r := range s.reqs {
-			r.done <- r.cmd.Start()
-		}
-	}()
-	return s
-}
-
-func (s *spawner) start(cmd *exec.Cmd) error {
-	// Own process group: a Ctrl-C on the terminal reaches only the bench,
-	// which stops its children in order. Pdeathsig: if the bench is killed,
-	// its children do not outlive it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	done := make(chan error, 1)
-	s.reqs <- spawnReq{cmd, done}
-	return <-done
-}
-
-// proc is a child process the bench started, running in a namespace.
-type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	log    string
-	exited chan struct{}
-	err    error
-}
-
-// startProc runs argv inside ns (ip netns exec replaces itself with the
-// program, so the pid is the program's) with its output in logDir.
-func startProc(sp *spawner, ns *netlab.NS, name, logDir string, argv ...string) (*proc, error) {
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		return nil, err
-	}
-	logPath := filepath.Join(logDir, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	p := &proc{name: name, log: logPath, exited: make(chan struct{})}
-	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name}, argv...)...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	if err := sp.start(p.cmd); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); f.Close(); close(p.exited) }()
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) running() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop sends SIGTERM and waits up to grace, then kills. Only this
-// process's own pid is signalled.
-func (p *proc) stop(grace time.Duration) error {
-	if p == nil || !p.running() {
-		return nil
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		return fmt.Errorf("%s did not stop within %v of SIGTERM; killed", p.name, grace)
-	}
-}
-
-// logTail is the last n lines of the process's log.
-func (p *proc) logTail(n int) string {
-	b, _ := os.ReadFile(p.log)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
 
 // clkTck is USER_HZ, which /proc/<pid>/stat counts in; 100 on every
 // Linux architecture Go supports.
@@ -248,98 +142,6 @@ func (m *cpuMeter) stop() (cores map[string]float64, machine float64) {
 	return cores, machine
 }
 
-// metricsText fetches a Prometheus exposition from inside ns.
-func metricsText(ctx context.Context, ns *netlab.NS, addr string) (string, error) {
-	tr := &http.Transport{DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
-		var c net.Conn
-		err := ns.Do(func() (err error) { c, err = (&net.Dialer{}).DialContext(ctx, network, a); return })
-		return c, err
-	}, DisableKeepAlives: true}
-	defer tr.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		return "", fmt.Errorf("scraping %s in %s: %w", addr, ns.Name, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", fmt.Errorf("scraping %s in %s: %w", addr, ns.Name, err)
-	}
-	return string(b), nil
-}
-
-// scrape fetches a Prometheus exposition from inside ns and returns, for
-// each wanted metric name, the sum of its samples over all label sets, or
-// for a name written with its labels, that one series.
-func scrape(ctx context.Context, ns *netlab.NS, addr string, names ...string) (map[string]float64, error) {
-	bare := make([]string, len(names))
-	for i, n := range names {
-		bare[i], _, _ = strings.Cut(n, "{")
-	}
-	series, err := scrapeSeries(ctx, ns, addr, bare...)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]float64{}
-	for _, n := range names {
-		if strings.Contains(n, "{") {
-			// A name with labels ("m{l=\"v\"}") matches that series only.
-			if v, ok := series[n]; ok {
-				out[n] = v
-			}
-			continue
-		}
-		for k, v := range series {
-			if k == n || strings.HasPrefix(k, n+"{") {
-				out[n] += v
-			}
-		}
-	}
-	return out, nil
-}
-
-// scrapeSeries returns every series of the named metrics, keyed by the
-// series as exposed (name and labels, e.g. `hag_limit_hits_total{limit="handshakes"}`).
-func scrapeSeries(ctx context.Context, ns *netlab.NS, addr string, names ...string) (map[string]float64, error) {
-	text, err := metricsText(ctx, ns, addr)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]float64{}
-	for _, line := range strings.Split(text, "\n") {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		series := line[:i]
-		name, _, _ := strings.Cut(series, "{")
-		if !slices.Contains(names, name) {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[series] = v
-		}
-	}
-	return out, nil
-}
-
-// labelValue is the value of the first label of a series key
-// (`m{l="v"}` → v), or the key itself without labels.
-func labelValue(series string) string {
-	_, rest, ok := strings.Cut(series, "=\"")
-	if !ok {
-		return series
-	}
-	v, _, _ := strings.Cut(rest, "\"")
-	return v
-}
-
 // nsProc reads a file of /proc/thread-self/net (the namespace's own view:
 // netstat, sockstat) from a thread inside ns.
 func nsProc(ns *netlab.NS, name string) (string, error) {
@@ -391,45 +193,37 @@ func timeWait(ns *netlab.NS) int {
 // ssView runs ss -tniM in ns and counts the sockets whose peer port is
 // port, telling subflows from their local address.
 func ssView(ns *netlab.NS, port int, dslAddr, lteAddr string) (mptcpView, error) {
-	v := mptcpView{ExtraSubflow: map[string]int{}}
 	out, err := ns.Output("ss", "-Htni", "-M")
 	if err != nil {
-		return v, err
+		return mptcpView{ExtraSubflow: map[string]int{}}, err
 	}
-	lines := strings.Split(out, "\n")
+	return countMPTCP(labproc.ParseSS(out), port, dslAddr, lteAddr), nil
+}
+
+// countMPTCP is ssView's count over parsed sockets.
+func countMPTCP(socks []labproc.Socket, port int, dslAddr, lteAddr string) mptcpView {
+	v := mptcpView{ExtraSubflow: map[string]int{}}
 	suffix := ":" + strconv.Itoa(port)
 	var raw []string
-	for i := 0; i < len(lines); i++ {
-		f := strings.Fields(lines[i])
-		if len(f) < 6 || (f[0] != "tcp" && f[0] != "mptcp") {
-			continue
-		}
-		info := ""
-		if i+1 < len(lines) && (strings.HasPrefix(lines[i+1], "\t") || strings.HasPrefix(lines[i+1], " ")) {
-			info = lines[i+1]
-			i++
-		}
-		if f[1] != "ESTAB" || !strings.HasSuffix(f[5], suffix) {
+	for _, so := range socks {
+		if so.State != "ESTAB" || !strings.HasSuffix(so.Peer, suffix) {
 			continue
 		}
 		if len(raw) < 12 {
-			raw = append(raw, strings.Join(f, " ")+" | "+shortInfo(info))
+			raw = append(raw, strings.Join([]string{so.Netid, so.State, so.Local, so.Peer}, " ")+" | "+shortInfo(so.Info))
 		}
-		switch f[0] {
+		switch so.Netid {
 		case "mptcp":
 			v.MPTCPConns++
-			for _, w := range strings.Fields(info) {
-				if n, ok := strings.CutPrefix(w, "subflows:"); ok {
-					v.ExtraSubflow[n]++
-				}
+			if n, ok := so.Field("subflows"); ok {
+				v.ExtraSubflow[n]++
 			}
 		case "tcp":
-			local := f[4]
-			mp := strings.Contains(info, "tcp-ulp-mptcp")
+			mp := so.MPTCPSubflow()
 			switch {
-			case mp && strings.HasPrefix(local, dslAddr+":"):
+			case mp && strings.HasPrefix(so.Local, dslAddr+":"):
 				v.SubflowsDSL++
-			case mp && (strings.HasPrefix(local, lteAddr+":") || strings.HasPrefix(local, lteAddr+"%")):
+			case mp && (strings.HasPrefix(so.Local, lteAddr+":") || strings.HasPrefix(so.Local, lteAddr+"%")):
 				v.SubflowsLTE++
 			case !mp:
 				v.PlainTCP++
@@ -437,7 +231,7 @@ func ssView(ns *netlab.NS, port int, dslAddr, lteAddr string) (mptcpView, error)
 		}
 	}
 	v.Raw = strings.Join(raw, "\n")
-	return v, nil
+	return v
 }
 
 // shortInfo keeps the words of an ss info line that tell MPTCP apart.
@@ -453,29 +247,27 @@ func shortInfo(info string) string {
 	return strings.Join(keep, " ")
 }
 
-// waitFor polls ok every 25 ms until it holds or d passes.
-func waitFor(ctx context.Context, what string, d time.Duration, ok func() bool) error {
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	return nil
+// The lab helpers bench shares with internal/labdemo and test/e2e, under
+// the names its figures use.
+
+// scrape picks metrics from the exposition at addr inside ns (labproc.Pick).
+func scrape(ctx context.Context, ns *netlab.NS, addr string, names ...string) (map[string]float64, error) {
+	return labproc.Scrape(ctx, ns, addr, names...)
 }
 
-// sleepCtx sleeps d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+// scrapeSeries returns every series of the named metrics at addr inside ns.
+func scrapeSeries(ctx context.Context, ns *netlab.NS, addr string, names ...string) (map[string]float64, error) {
+	text, err := labproc.MetricsText(ctx, ns, addr)
+	if err != nil {
+		return nil, err
 	}
+	return labproc.Series(text, names...), nil
 }
+
+func labelValue(series string) string { return labproc.LabelValue(series) }
+
+func waitFor(ctx context.Context, what string, d time.Duration, ok func() bool) error {
+	return labproc.WaitFor(ctx, what, d, ok)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error { return labproc.Sleep(ctx, d) }

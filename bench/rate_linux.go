@@ -45,7 +45,7 @@ type rateGen struct {
 	srcs     []netip.Addr     // the CPE's uplink addresses, in turn
 	dsts     []netip.AddrPort // the server's ports, in turn
 	client   netip.Addr       // the LAN host named in the Client Address TLV
-	key      []byte
+	key      convert.CookieKey
 	cpeID    string
 	timeout  time.Duration
 	inFlight int
@@ -356,7 +356,7 @@ func (b *bench) rateFigure(ctx context.Context) {
 	}
 	g := &rateGen{ns: b.lab.CPE, hag: netip.AddrPortFrom(hagAddr, uint16(hc.HAG.Port)),
 		srcs:   []netip.Addr{netip.MustParseAddr(netlab.CPEDSL4), netip.MustParseAddr(netlab.CPELTE4)},
-		client: netip.MustParseAddr(netlab.Client4), key: hc.HAG.KeyRaw, cpeID: hc.HAG.CPEID,
+		client: netip.MustParseAddr(netlab.Client4), key: convert.CookieKey{ID: uint8(hc.HAG.KeyID), Secret: hc.HAG.KeyRaw}, cpeID: hc.HAG.CPEID,
 		timeout: b.opts.RateTimeout, inFlight: b.opts.RateInFlight}
 	for i := range rateServerPorts {
 		g.dsts = append(g.dsts, netip.AddrPortFrom(b.lab.Plan.Server4, uint16(benchPort+i)))

@@ -57,6 +57,10 @@ type Report struct {
 	Durations      map[string]float64 `json:"durations_seconds"`
 	Flows          int                `json:"parallel_flows"`
 	PeerNofile     int                `json:"peer_nofile"` // ss's -n
+	// Runs are the repetitions asked for of figures 1 ("efficiency"), 3
+	// ("handover") and 4 ("cpu").
+	Runs   map[string]int `json:"runs_asked"`
+	Policy PolicyInfo     `json:"hcpe_policy"` // hybridgw's policy as its config loaded
 
 	Headlines  []Headline    `json:"headlines"`
 	Checks     []Check       `json:"checks"`
@@ -136,105 +140,6 @@ type Check struct {
 	View   *mptcpView `json:"ss_view,omitempty"`
 }
 
-// EffRow is one bulk-download measurement (figure 1).
-type EffRow struct {
-	Pair        string  `json:"pair"`
-	System      string  `json:"system"`
-	Flows       int     `json:"flows"`
-	Seconds     float64 `json:"seconds"`
-	GoodputMbps float64 `json:"goodput_mbps"`
-	SteadyMbps  float64 `json:"steady_goodput_mbps"` // from 3 s on
-	SumMbps     float64 `json:"sum_link_mbps"`
-	Efficiency  float64 `json:"efficiency"` // goodput / sum of the link rates
-	DSLShare    float64 `json:"dsl_share"`  // of the IP bytes the two links carried downstream
-	DSLUtil     float64 `json:"dsl_utilisation"`
-	LTEUtil     float64 `json:"lte_utilisation"`
-	Err         string  `json:"error,omitempty"`
-}
-
-// TTFBRow is figure 2 for one system.
-type TTFBRow struct {
-	System       string  `json:"system"`
-	Runs         int     `json:"runs"`
-	Failures     int     `json:"failures"`
-	ConnectMedMs float64 `json:"connect_median_ms"`
-	MedianMs     float64 `json:"median_ms"`
-	P99Ms        float64 `json:"p99_ms"`
-	MinMs        float64 `json:"min_ms"`
-	MaxMs        float64 `json:"max_ms"`
-	ExtraRTTMed  float64 `json:"extra_rtts_median"` // over direct, in DSL RTTs
-	ExtraRTTP99  float64 `json:"extra_rtts_p99"`
-	SetupMeanMs  float64 `json:"hcpe_setup_mean_ms,omitempty"` // hcpe's own histogram
-	Err          string  `json:"error,omitempty"`
-}
-
-// HandoverRow is figure 3 for one system.
-type HandoverRow struct {
-	System        string  `json:"system"`
-	DownAtS       float64 `json:"dsl_down_at_s"`
-	Seconds       float64 `json:"seconds"`
-	BeforeMbps    float64 `json:"before_mbps"`
-	LongestGapMs  float64 `json:"longest_gap_ms"`
-	GapBeforeMs   float64 `json:"longest_gap_before_ms"`
-	Stalled       bool    `json:"stalled_to_end"`
-	ThresholdMbps float64 `json:"threshold_mbps"`
-	RecoveryMs    float64 `json:"recovery_ms"` // -1: never
-	AfterMbps     float64 `json:"after_mbps"`  // last 5 s
-	LTEUtilAfter  float64 `json:"lte_utilisation_after"`
-	Err           string  `json:"error,omitempty"`
-}
-
-// CPURow is figure 4 for one system and flow count.
-type CPURow struct {
-	System       string             `json:"system"`
-	Flows        int                `json:"flows"`
-	Seconds      float64            `json:"seconds"`
-	GoodputMbps  float64            `json:"goodput_mbps"`
-	Cores        map[string]float64 `json:"cores"` // process → CPU seconds per second
-	DaemonCores  float64            `json:"daemon_cores"`
-	PerGbps      float64            `json:"daemon_cores_per_gbps"`
-	BenchCores   float64            `json:"bench_process_cores"` // emulator + client + server
-	MachineCores float64            `json:"machine_busy_cores"`
-	Err          string             `json:"error,omitempty"`
-}
-
-// MemRow is figure 5 for one process and count of idle flows.
-type MemRow struct {
-	System        string     `json:"system"`
-	Process       string     `json:"process"`
-	Asked         int        `json:"asked_flows"`  // the count -idle-flows (or another system's run) asked for
-	Target        int        `json:"target_flows"` // the count aimed at: Asked, or the most the open-file limit allows
-	Flows         int        `json:"flows"`        // the count established
-	FDsBase       int        `json:"fds_base"`     // open descriptors before, with the flows, after closing
-	FDsLoaded     int        `json:"fds_loaded"`
-	FDsAfter      int        `json:"fds_after_close,omitempty"`
-	FDsPerFlow    float64    `json:"fds_per_flow"`
-	PipesLoaded   int        `json:"pipes_loaded"` // of FDsLoaded
-	Closed        bool       `json:"after_close_measured"`
-	RSSBaseMB     float64    `json:"rss_base_mb"`
-	RSSLoadedMB   float64    `json:"rss_loaded_mb"`
-	RSSAfterMB    float64    `json:"rss_after_close_mb"`
-	PerFlowKB     float64    `json:"rss_per_flow_kb"`
-	HeapBaseMB    float64    `json:"heap_inuse_base_mb,omitempty"`
-	HeapLoadedMB  float64    `json:"heap_inuse_loaded_mb,omitempty"`
-	HeapAfterMB   float64    `json:"heap_inuse_after_close_mb,omitempty"`
-	HeapPerFlowKB float64    `json:"heap_per_flow_kb,omitempty"`
-	Goroutines    [3]float64 `json:"goroutines_base_loaded_after,omitempty"`
-	OpenSeconds   float64    `json:"open_seconds"`
-	Err           string     `json:"error,omitempty"`
-}
-
-// HungRow is one count of figure 5 where LAN connections got no answer:
-// how many, and how many of those that did open reused a port of figure
-// 2's connections from the last minute, against what chance gives.
-type HungRow struct {
-	System   string  `json:"system"`
-	Failed   int     `json:"failed"`
-	Tried    int     `json:"tried"`
-	Reused   int     `json:"opened_reusing_recent_port"`
-	Expected float64 `json:"expected_reuse_by_chance"`
-}
-
 // RateRun is figure 7 for one hag config: the steps of the ramp.
 type RateRun struct {
 	Label   string `json:"label"`   // shipped limits, rate limits raised
@@ -291,18 +196,6 @@ type RateStep struct {
 	TimeWaitCPE     int                `json:"time_wait_cpe"`    // sockets in TIME_WAIT after the step
 	TimeWaitHAG     int                `json:"time_wait_hag"`
 	Pass            bool               `json:"pass"`
-}
-
-// EmuRow is figure 6: the emulator's unshaped ceiling.
-type EmuRow struct {
-	Path         string  `json:"path"`
-	MTU          int     `json:"mtu"`
-	Seconds      float64 `json:"seconds"`
-	GoodputMbps  float64 `json:"goodput_mbps"`
-	BenchCores   float64 `json:"bench_process_cores"`
-	MachineCores float64 `json:"machine_busy_cores"`
-	GoalMet      bool    `json:"goal_1gbps_met"`
-	Err          string  `json:"error,omitempty"`
 }
 
 func (r *Report) write(dir string) error {
@@ -364,7 +257,7 @@ func (r *Report) markdown() string {
 		m.Cores, m.CPUModel, m.Kernel, m.GoVersion, m.MemTotalMB, m.LoadBefore, m.LoadAfter, m.OtherLabs, m.PeerVersion, m.Nofile)
 
 	w("## At a glance\n\n")
-	w("Every figure of this table was measured in this one run over the same emulated links; the last column is the headline ratio. Efficiency is goodput ÷ the sum of the two links' downstream rates (60 Mbit/s).\n\n")
+	w("Every figure of this table was measured in this one run over the same emulated links; the last column is the headline ratio. Efficiency is goodput ÷ the sum of the two links' downstream rates (%s). Noisy measures are repeated: a cell gives the median and, in brackets, the range (figures 1 and 4) or the worst run (figure 3); n is how many runs each cell stands for.\n\n", r.linkSum())
 	b.WriteString(r.glance(r.Flows))
 	w("\n### Headline ratios\n\n")
 	for _, h := range r.Headlines {
@@ -384,7 +277,7 @@ func (r *Report) markdown() string {
 	}
 
 	w("\n## Systems\n\n")
-	w("1. **hybridgw** — `hcpe` (cpe ns) + `hag` (hag ns) with `configs/hcpe.yaml` and `configs/hag.yaml` as shipped, but for the limits and admin sockets listed below: one MPTCP connection per LAN flow carrying an RFC 8803 Convert request (in the SYN only with `hag.fast_open: true`; the shipped config has it off), DSL-first overflow policy (dsl primary, lte overflow: LTE carries data once DSL runs above 80 %% of its nominal rate, each flip held at least 5 s).\n")
+	w("1. **hybridgw** — `hcpe` (cpe ns) + `hag` (hag ns) with `configs/hcpe.yaml` and `configs/hag.yaml` as shipped, but for the limits and admin sockets listed below: one MPTCP connection per LAN flow carrying an RFC 8803 Convert request (in the SYN only with `hag.fast_open: true`; the shipped config has it off), %s.\n", r.policyText())
 	w("2. **hybridgw-bond** (figure 1 only) — the same binaries and configs, except both uplinks in `role: bond`: the data path without the overflow policy.\n")
 	w("3. **peer** — the OpenMPTCProuter approach: Debian shadowsocks-libev, `ss-redir --mptcp` in the cpe ns behind `nft … iifname \"lan\" meta l4proto tcp redirect to :%d`, `ss-server --mptcp` on hag's service address %s:%d in the hag ns, cipher %s, `--no-delay`, `-n %d` (its open-file limit), no TCP Fast Open (Debian defaults otherwise). Same path-manager endpoints as hcpe installs (every uplink address, flag `subflow`) and limits `subflow 4 add_addr_accepted 0` in both namespaces.\n",
 		peerRedirPort, "198.51.100.100", peerServerPort, peerCipher, r.PeerNofile)
@@ -432,123 +325,19 @@ func (r *Report) markdown() string {
 	slices.Sort(seeds)
 	w(". MTU %d. Seeds: payload %d; linkem jitter/loss seeds (link/profile/direction) %s.\n\n", r.Lab.MTU, r.Seeds.Data, strings.Join(seeds, ", "))
 
-	w("## 1. Bonding efficiency (bulk download goodput ÷ sum of link rates)\n\n")
-	t = newTable(&b, "pair", "system", "flows", "s", "goodput Mbit/s", "steady (≥3 s)", "÷ sum of links", "dsl share of bytes", "dsl util", "lte util")
-	for _, e := range r.Efficiency {
-		t.row(e.Pair, e.System, fmt.Sprint(e.Flows), f1(e.Seconds), f1(e.GoodputMbps), f1(e.SteadyMbps), pct(e.Efficiency), pct(e.DSLShare), pct(e.DSLUtil), pct(e.LTEUtil)+errCell(e.Err))
-	}
-	for _, p := range r.Lab.Pairs {
-		t.row(p.Name, "**limit**", "", "", f1(p.SumDown), "", "100 %", "", "", "")
-	}
-	w("\nGoodput is what the LAN client's socket received, from the moment it started connecting to the end of the window (so it includes connection setup and slow start); \"steady\" leaves out the first 3 s. Link shares and utilisation are the emulator's counters of IP bytes (headers included) that crossed each link downstream during the window. With 1500-byte packets TCP carries at most 1448/1500 = 96.5 %% of the link rate as payload (timestamps on), and an MPTCP subflow about 1428/1500 = 95.2 %% (the DSS option), so ~95 %% is the practical ceiling of this column.\n\n")
-
-	w("\n## 2. Time to first byte (connect → first response byte, 100-byte request, 1000-byte answer)\n\n")
-	t = newTable(&b, "system", "runs", "failures", "connect median ms", "TTFB median ms", "TTFB p99 ms", "min / max ms", "extra RTTs over direct (median)", "extra RTTs (p99)")
-	for _, e := range r.TTFB {
-		t.row(e.System, fmt.Sprint(e.Runs), fmt.Sprint(e.Failures), f1(e.ConnectMedMs), f1(e.MedianMs), f1(e.P99Ms), f1(e.MinMs)+" / "+f1(e.MaxMs), f2(e.ExtraRTTMed), f2(e.ExtraRTTP99)+errCell(e.Err))
-	}
-	for _, e := range r.TTFB {
-		if e.SetupMeanMs > 0 {
-			w("\nhcpe's own `hcpe_flow_setup_duration_seconds` (LAN SYN → hag's Convert reply) averaged %.1f ms over these runs.\n", e.SetupMeanMs)
-		}
-	}
-	w("\nOne RTT is the DSL RTT of the default profile (15 ms), the path every system's first subflow takes. Runs are sequential on the default profile pair; p99 of 200 is the 198th value.\n\n")
+	r.renderEfficiency(&b)
+	r.renderTTFB(&b)
 
 	renderFCT(&b, r.FCT)
 
-	w("\n## 3. Handover: DSL set down during a download\n\n")
-	t = newTable(&b, "system", "DSL down at s", "before Mbit/s", "longest gap ms", "(longest gap before)", "time back to LTE's rate ms", "after (last 5 s) Mbit/s", "LTE util after")
-	for _, e := range r.Handover {
-		rec := f1(e.RecoveryMs)
-		if e.RecoveryMs < 0 {
-			rec = "never"
-		}
-		gap := f1(e.LongestGapMs)
-		if e.Stalled {
-			gap += " (stalled to the end)"
-		}
-		t.row(e.System, f1(e.DownAtS), f1(e.BeforeMbps), gap, f1(e.GapBeforeMs), rec, f1(e.AfterMbps), pct(e.LTEUtilAfter)+errCell(e.Err))
-	}
-	if len(r.Handover) > 0 {
-		w("\n\"Back to LTE's rate\": the first 250 ms window that starts after the event and carries at least %.1f Mbit/s (80 %% of LTE's downstream rate). The gap is the longest time between two socket reads that returned data, over reads after the event.\n\n", r.Handover[0].ThresholdMbps)
-	}
-
-	w("\n## 4. CPU ceiling (links unshaped: no rate, no delay)\n\n")
-	t = newTable(&b, "system", "flows", "goodput Mbit/s", "per-process cores", "daemon cores", "daemon cores per Gbit/s", "bench process cores (emulator+client+server)", "machine busy cores")
-	for _, e := range r.CPU {
-		perG := f2(e.PerGbps)
-		if e.System == sysDirect {
-			perG = "n/a (no daemon)"
-		}
-		t.row(e.System, fmt.Sprint(e.Flows), f1(e.GoodputMbps), coresCell(e.Cores), f2(e.DaemonCores), perG, f2(e.BenchCores), f2(e.MachineCores)+errCell(e.Err))
-	}
-	w("\nCPU is utime+stime from /proc/<pid>/stat over the transfer; \"cores\" is CPU seconds per second. Kernel work done in softirq context (TCP, MPTCP, the TUN devices) is charged to whichever process happens to run, so the per-process numbers undercount the kernel's share; the machine figure counts everything on the box, other engineers' tests included. On 2 cores the emulator itself is the bottleneck: these throughputs are lower bounds of what the daemons could do, and the comparison that matters is cores per Gbit/s.\n\n")
-
-	if ps := r.profilesOf("figure 4"); len(ps) > 0 {
-		w("### CPU profiles: hcpe and hag during hybridgw's one-flow transfer\n\n")
-		w("Taken over the daemons' admin sockets (`/debug/pprof/profile`) while the one-flow hybridgw download above ran, and read with `go tool pprof -top` and the binary. Go's profiler samples user and system CPU time, so a sample in a system call stands for the kernel's work on that call (TUN and socket reads and writes, splice); softirq work the kernel does outside the process (forwarding, the TUN queues, the other side's TCP) is not in it. \"flat\" is time in the function itself, \"cum\" includes what it called. The categories sum the flat column of every function.\n\n")
-		for _, p := range ps {
-			profileMD(&b, p)
-		}
-		if s := r.cpuReading(); s != "" {
-			w("**Reading.** %s\n\n", s)
-		}
-	}
+	r.renderHandover(&b)
+	r.renderCPU(&b)
 
 	r.oneCoreMD(&b)
 
-	w("\n## 5. Memory with idle open flows\n\n")
-	t = newTable(&b, "system", "process", "flows", "RSS base MB", "RSS with flows MB", "RSS after close MB", "RSS per flow KB", "heap in use base / loaded / after MB", "heap per flow KB", "goroutines base / loaded / after", "descriptors base / loaded / after (per flow; pipes)")
-	for _, e := range r.Memory {
-		heap, gr := "", ""
-		after := "–"
-		if e.Closed {
-			after = f1(e.RSSAfterMB)
-		}
-		if e.HeapLoadedMB > 0 {
-			ha, ga := "–", "–"
-			if e.Closed {
-				ha, ga = f1(e.HeapAfterMB), num(e.Goroutines[2], 0)
-			}
-			heap = f1(e.HeapBaseMB) + " / " + f1(e.HeapLoadedMB) + " / " + ha
-			gr = num(e.Goroutines[0], 0) + " / " + num(e.Goroutines[1], 0) + " / " + ga
-		}
-		hpf := ""
-		if e.HeapPerFlowKB != 0 {
-			hpf = f1(e.HeapPerFlowKB)
-		}
-		flows := fmt.Sprint(e.Flows)
-		if e.Target != 0 && e.Target != e.Flows {
-			flows += fmt.Sprintf(" (of %d)", e.Target)
-		}
-		if e.Asked != 0 && e.Asked != e.Target {
-			flows += fmt.Sprintf(" (%d asked)", e.Asked)
-		}
-		fds := ""
-		if e.FDsLoaded > 0 {
-			fa := "–"
-			if e.Closed {
-				fa = fmt.Sprint(e.FDsAfter)
-			}
-			fds = fmt.Sprintf("%d / %d / %s (%.1f; %d)", e.FDsBase, e.FDsLoaded, fa, e.FDsPerFlow, e.PipesLoaded)
-		}
-		t.row(e.System, e.Process, flows, f1(e.RSSBaseMB), f1(e.RSSLoadedMB), after, f1(e.PerFlowKB), heap, hpf, gr, fds+errCell(e.Err))
-	}
-	w("\nEach flow is a LAN connection to the server that exchanged one byte each way (so it is established end to end) and then sits idle; flows are opened 32 at a time on the default profiles, the smaller count first; its flows stay open while the larger count's are added, and every per-flow figure is (loaded − base) ÷ flows open. Heap figures are the daemons' own `go_memstats_heap_inuse_bytes` (no forced GC, so they include garbage not yet collected, and they can exceed RSS: spans allocated but never touched are not resident). \"After close\" is 3 s after all flows were closed (measured once, after the largest count): a Go daemon that has not collected since still shows the heap, so the goroutine count returning to its base is the better sign that nothing per flow is left behind.\n\n")
-	if ps := r.profilesOf("figure 5"); len(ps) > 0 {
-		w("### Heap profiles: hcpe and hag with the idle flows open\n\n")
-		w("`/debug/pprof/heap` (in-use bytes as of the daemon's last GC, by allocating function), read with `go tool pprof -top -sample_index=inuse_space`.\n\n")
-		for _, p := range ps {
-			profileMD(&b, p)
-		}
-	}
+	r.renderMemory(&b)
 
-	w("\n## 6. Emulator ceiling (linkem unshaped, one TCP flow, cpe ↔ hag over the dsl link)\n\n")
-	t = newTable(&b, "path", "MTU", "s", "goodput Mbit/s", "bench process cores", "machine busy cores", "≥ 1 Gbit/s")
-	for _, e := range r.Emulator {
-		t.row(e.Path, fmt.Sprint(e.MTU), f1(e.Seconds), f1(e.GoodputMbps), f2(e.BenchCores), f2(e.MachineCores), yes(e.GoalMet)+errCell(e.Err))
-	}
-	w("\n")
+	r.renderEmulator(&b)
 
 	if len(r.Rate) > 0 {
 		r.rateMD(&b)

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -16,7 +14,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"hybridgw/internal/netlab"
@@ -27,7 +24,6 @@ import (
 type bench struct {
 	opts   options
 	lab    *netlab.Lab
-	sp     *spawner
 	srv    *servers
 	logDir string
 	rep    *Report
@@ -85,10 +81,11 @@ func (b *bench) fits(what string, d time.Duration) bool {
 func want(list, item string) bool { return slices.Contains(strings.Split(list, ","), item) }
 
 func run(ctx context.Context, o options, cmdline string, setEmergency func(func())) (err error) {
-	b := &bench{opts: o, start: time.Now(), sp: newSpawner(), logDir: filepath.Join(o.Out, "logs")}
+	b := &bench{opts: o, start: time.Now(), logDir: filepath.Join(o.Out, "logs")}
 	b.rep = &Report{Started: b.start.UTC().Format(time.RFC3339), Version: o.Version, Commit: o.Commit, Command: cmdline, Flows: o.Flows,
 		Durations: map[string]float64{"bulk": o.Bulk.Seconds(), "parallel": o.Parallel.Seconds(), "handover": o.Handover.Seconds(),
-			"handover_dsl_down_at": o.DownAt.Seconds(), "cpu": o.CPU.Seconds(), "budget": o.Budget.Seconds()}}
+			"handover_dsl_down_at": o.DownAt.Seconds(), "cpu": o.CPU.Seconds(), "budget": o.Budget.Seconds()},
+		Runs: map[string]int{"efficiency": o.EffRuns, "handover": o.HandoverRuns, "cpu": o.CPURuns}}
 	// A hard stop a little after the budget: the soft one skips steps.
 	ctx, cancel := context.WithTimeout(ctx, o.Budget+90*time.Second)
 	defer cancel()
@@ -106,7 +103,7 @@ func run(ctx context.Context, o options, cmdline string, setEmergency func(func(
 				len(b.policyWaits), percentile(b.policyWaits, 50).Round(10*time.Millisecond), slices.Max(b.policyWaits).Round(10*time.Millisecond)))
 		}
 		b.rep.headlines(o.Flows)
-		b.rep.staticNotes(o)
+		b.rep.staticNotes(b.opts)
 		if werr := b.rep.write(o.Out); werr != nil {
 			err = errors.Join(err, werr)
 		} else {
@@ -124,8 +121,15 @@ func run(ctx context.Context, o options, cmdline string, setEmergency func(func(
 	if b.rateSteps, err = counts(o.RateSteps); err != nil {
 		return fmt.Errorf("-rate-steps: %w", err)
 	}
+	if o.EffRuns < 1 || o.CPURuns < 1 || o.HandoverRuns < 1 {
+		return errors.New("-eff-runs, -cpu-runs and -handover-runs must be at least 1")
+	}
 	if err := b.prepareConfigs(); err != nil {
 		return fmt.Errorf("writing the bench's configs: %w", err)
+	}
+	b.rep.Policy = b.cfgs.Policy
+	if b.opts.PolicyHold == 0 {
+		b.opts.PolicyHold = time.Duration(b.cfgs.Policy.MinHoldS * float64(time.Second))
 	}
 	defer func() {
 		if b.adminTmp != "" {
@@ -253,21 +257,7 @@ func (b *bench) phase(ctx context.Context, name string) {
 	}()
 
 	if want(o.Figures, "1") {
-		for i, p := range b.pairs {
-			if name == sysDirect && i != 1 {
-				continue // direct uses DSL only, which is the same in every pair
-			}
-			if !want(o.Pairs, p.name) {
-				continue
-			}
-			if ctx.Err() != nil || !b.fits("figure 1 "+name+" "+p.name, o.Bulk+o.Parallel+5*time.Second) {
-				break
-			}
-			b.applyPair(p)
-			b.efficiency(ctx, s, p, 1, o.Bulk, i == 1 || (name != sysDirect && i == 0))
-			b.efficiency(ctx, s, p, o.Flows, o.Parallel, false)
-		}
-		b.applyPair(b.pairs[1])
+		b.effFigure(ctx, s)
 	} else if s.port != 0 {
 		b.verify(ctx, s)
 	}
@@ -280,13 +270,13 @@ func (b *bench) phase(ctx context.Context, name string) {
 	if want(o.Figures, "8") && ctx.Err() == nil && b.fits("figure 8 "+name, time.Duration(o.FCTRuns)*6*time.Second) {
 		b.fctFigure(ctx, s)
 	}
-	if want(o.Figures, "3") && ctx.Err() == nil && b.fits("figure 3 "+name, o.Handover+5*time.Second) {
-		b.handover(ctx, s)
+	if want(o.Figures, "3") && ctx.Err() == nil {
+		b.handoverFigure(ctx, s)
 	}
 	if want(o.Figures, "5") && name != sysDirect && ctx.Err() == nil {
 		b.memory(ctx, s)
 	}
-	if want(o.Figures, "4") && ctx.Err() == nil && b.fits("figure 4 "+name, 2*o.CPU+5*time.Second) {
+	if want(o.Figures, "4") && ctx.Err() == nil {
 		b.cpuCeiling(ctx, s)
 	}
 	if want(o.Figures, oneCoreFigure) && ctx.Err() == nil && b.fits("figure 9 "+name, 2*o.CPU+5*time.Second) {
@@ -415,521 +405,6 @@ func errStr(err error) string {
 	return "(error: " + err.Error() + ")"
 }
 
-// efficiency is figure 1: n downloads side by side for dur.
-func (b *bench) efficiency(ctx context.Context, s *system, p pairDef, n int, dur time.Duration, check bool) {
-	b.settle(ctx)
-	b.policyIdle(ctx, s)
-	l0 := b.downBytes()
-	var checked sync.WaitGroup
-	if check {
-		checked.Go(func() {
-			if sleepCtx(ctx, 3*time.Second) == nil {
-				b.checkMPTCP(s)
-			}
-		})
-	}
-	ss, res := downloads(ctx, b.lab.LAN, b.dst, n, dur)
-	l1 := b.downBytes()
-	checked.Wait()
-	row := EffRow{Pair: p.name, System: s.name, Flows: n, Seconds: dur.Seconds()}
-	for _, r := range res {
-		if r.Err != nil {
-			row.Err = r.Err.Error()
-		}
-	}
-	dslRate, lteRate := float64(p.dsl.Down.Linkem().RateBps), float64(p.lte.Down.Linkem().RateBps)
-	row.GoodputMbps = mbps(bytesIn(ss, 0, dur), dur)
-	row.SteadyMbps = math.NaN()
-	if dur > 3*time.Second {
-		row.SteadyMbps = mbps(bytesIn(ss, 3*time.Second, dur), dur-3*time.Second)
-	}
-	row.SumMbps = (dslRate + lteRate) / 1e6
-	row.Efficiency = ratio(row.GoodputMbps, row.SumMbps)
-	dd, ld := float64(l1.dsl-l0.dsl), float64(l1.lte-l0.lte)
-	row.DSLShare = ratio(dd, dd+ld)
-	row.DSLUtil = ratio(dd*8/dur.Seconds(), dslRate)
-	row.LTEUtil = ratio(ld*8/dur.Seconds(), lteRate)
-	if ctx.Err() != nil {
-		return // interrupted: not a measurement
-	}
-	b.rep.Efficiency = append(b.rep.Efficiency, row)
-	b.logf("fig1 %s %s %d flow(s): %.1f Mbit/s (%.1f%% of %.0f), dsl share %.0f%% %s", s.name, p.name, n, row.GoodputMbps, 100*row.Efficiency, row.SumMbps, 100*row.DSLShare, row.Err)
-}
-
-// ttfbFigure is figure 2 on the default pair.
-func (b *bench) ttfbFigure(ctx context.Context, s *system) {
-	b.settle(ctx)
-	row := TTFBRow{System: s.name}
-	var h0 map[string]float64
-	if s.name == sysHybrid {
-		h0, _ = scrape(ctx, b.lab.CPE, "127.0.0.1:9101", "hcpe_flow_setup_duration_seconds_sum", "hcpe_flow_setup_duration_seconds_count")
-	}
-	var conn, first []time.Duration
-	var lastErr error
-	for i := 0; i < b.opts.TTFBRuns && ctx.Err() == nil; i++ {
-		c, f, port, err := ttfb(ctx, b.lab.LAN, b.dst)
-		if port != 0 && err == nil {
-			b.lanPorts[port] = time.Now()
-		}
-		if err != nil {
-			row.Failures++
-			lastErr = err
-			if row.Failures > b.opts.TTFBRuns/10 {
-				break
-			}
-			continue
-		}
-		conn, first = append(conn, c), append(first, f)
-	}
-	row.Runs = len(first)
-	if lastErr != nil {
-		row.Err = lastErr.Error()
-	}
-	if len(first) > 0 {
-		row.ConnectMedMs = ms(percentile(conn, 50))
-		row.MedianMs = ms(percentile(first, 50))
-		row.P99Ms = ms(percentile(first, 99))
-		row.MinMs = ms(slices.Min(first))
-		row.MaxMs = ms(slices.Max(first))
-	}
-	if s.name == sysHybrid && h0 != nil {
-		if h1, err := scrape(ctx, b.lab.CPE, "127.0.0.1:9101", "hcpe_flow_setup_duration_seconds_sum", "hcpe_flow_setup_duration_seconds_count"); err == nil {
-			if n := h1["hcpe_flow_setup_duration_seconds_count"] - h0["hcpe_flow_setup_duration_seconds_count"]; n > 0 {
-				row.SetupMeanMs = 1000 * (h1["hcpe_flow_setup_duration_seconds_sum"] - h0["hcpe_flow_setup_duration_seconds_sum"]) / n
-			}
-		}
-	}
-	b.rep.TTFB = append(b.rep.TTFB, row)
-	b.logf("fig2 %s: TTFB median %.1f ms p99 %.1f ms (connect %.1f ms), %d failures", s.name, row.MedianMs, row.P99Ms, row.ConnectMedMs, row.Failures)
-}
-
-// handover is figure 3 on the default pair: DSL goes down o.DownAt into
-// a download of o.Handover.
-func (b *bench) handover(ctx context.Context, s *system) {
-	b.settle(ctx)
-	b.policyIdle(ctx, s)
-	o := b.opts
-	def := b.pairs[1]
-	lteRate := float64(def.lte.Down.Linkem().RateBps) / 1e6
-	row := HandoverRow{System: s.name, DownAtS: o.DownAt.Seconds(), Seconds: o.Handover.Seconds(), ThresholdMbps: 0.8 * lteRate}
-	var downAtNs, l0 atomic.Int64 // set by the timers
-	start := time.Now()
-	timer := time.AfterFunc(o.DownAt, func() {
-		b.lab.DSL.SetDown(true)
-		downAtNs.Store(int64(time.Since(start)))
-	})
-	afterAt := o.Handover - 5*time.Second
-	lteTimer := time.AfterFunc(afterAt, func() { l0.Store(int64(b.lab.LTE.Stats(netlab.Downstream).Bytes)) })
-	t := download(ctx, b.lab.LAN, b.dst, start, o.Handover)
-	l1 := int64(b.lab.LTE.Stats(netlab.Downstream).Bytes)
-	timer.Stop()
-	lteTimer.Stop()
-	b.lab.DSL.SetDown(false)
-	downAt := time.Duration(downAtNs.Load())
-	if t.Err != nil {
-		row.Err = t.Err.Error()
-	}
-	if downAt == 0 {
-		downAt = o.DownAt
-	}
-	row.DownAtS = downAt.Seconds()
-	row.BeforeMbps = mbps(bytesIn(t.Samples, 1*time.Second, downAt), downAt-time.Second)
-	gap, stalled := longestGap(t.Samples, downAt, o.Handover)
-	row.LongestGapMs, row.Stalled = ms(gap), stalled
-	before, _ := longestGap(t.Samples, time.Second, downAt)
-	row.GapBeforeMs = ms(before)
-	rec := recovery(t.Samples, downAt, o.Handover, 250*time.Millisecond, row.ThresholdMbps)
-	row.RecoveryMs = ms(rec)
-	if rec < 0 {
-		row.RecoveryMs = -1
-	}
-	row.AfterMbps = mbps(bytesIn(t.Samples, afterAt, o.Handover), o.Handover-afterAt)
-	if l0.Load() > 0 {
-		row.LTEUtilAfter = float64(l1-l0.Load()) * 8 / (o.Handover - afterAt).Seconds() / (lteRate * 1e6)
-	}
-	if ctx.Err() != nil {
-		return // interrupted: not a measurement
-	}
-	b.rep.Handover = append(b.rep.Handover, row)
-	b.logf("fig3 %s: before %.1f Mbit/s, longest gap %.0f ms (stalled %v), back to %.0f Mbit/s after %.0f ms, last 5 s %.1f Mbit/s %s",
-		s.name, row.BeforeMbps, row.LongestGapMs, row.Stalled, row.ThresholdMbps, row.RecoveryMs, row.AfterMbps, row.Err)
-	// DSL is back: let the system notice before the next figure.
-	_ = sleepCtx(ctx, 3*time.Second)
-}
-
-// cpuCeiling is figure 4: links unshaped, one flow and o.Flows flows.
-func (b *bench) cpuCeiling(ctx context.Context, s *system) {
-	b.lab.DSL.Apply(unshaped)
-	b.lab.LTE.Apply(unshaped)
-	defer b.applyPair(b.pairs[1])
-	for _, n := range []int{1, b.opts.Flows} {
-		if ctx.Err() != nil {
-			return
-		}
-		b.settle(ctx)
-		pids := s.pids()
-		pids["bench"] = os.Getpid()
-		// hybridgw's one-flow transfer is profiled: hcpe and hag each write
-		// a CPU profile to their admin socket while it runs. It is read
-		// with go tool pprof only after the transfer, which would
-		// otherwise compete with it for the CPU.
-		var profiling sync.WaitGroup
-		var profiles []*fetchedProfile
-		if s.name == sysHybrid && n == 1 {
-			secs := b.opts.ProfileSeconds
-			if secs <= 0 {
-				secs = max(1, int((b.opts.CPU-2*time.Second)/time.Second))
-			}
-			for _, proc := range []string{"hcpe", "hag"} {
-				fp := &fetchedProfile{proc: proc, kind: "cpu", seconds: secs, when: "figure 4, one unshaped hybridgw download",
-					path: filepath.Join(b.profDir, proc+"-cpu-fig4.pprof")}
-				profiles = append(profiles, fp)
-				profiling.Go(func() {
-					if sleepCtx(ctx, time.Second) == nil {
-						fp.err = b.fetchProfile(ctx, s.admin[proc], fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), fp.path)
-					}
-				})
-			}
-		}
-		m := startCPU(pids)
-		ss, res := downloads(ctx, b.lab.LAN, b.dst, n, b.opts.CPU)
-		cores, machine := m.stop()
-		profiling.Wait()
-		for _, fp := range profiles {
-			b.analyzeProfile(ctx, s, fp)
-		}
-		row := CPURow{System: s.name, Flows: n, Seconds: b.opts.CPU.Seconds(), GoodputMbps: mbps(bytesIn(ss, 0, b.opts.CPU), b.opts.CPU),
-			Cores: map[string]float64{}, BenchCores: cores["bench"], MachineCores: machine}
-		for k, v := range cores {
-			if k != "bench" {
-				row.Cores[k] = v
-				row.DaemonCores += v
-			}
-		}
-		row.PerGbps = ratio(row.DaemonCores, row.GoodputMbps/1000)
-		if s.name == sysDirect {
-			row.PerGbps = math.NaN()
-		}
-		for _, r := range res {
-			if r.Err != nil {
-				row.Err = r.Err.Error()
-			}
-		}
-		if ctx.Err() != nil {
-			return // interrupted: not a measurement
-		}
-		b.rep.CPU = append(b.rep.CPU, row)
-		b.logf("fig4 %s %d flow(s): %.0f Mbit/s, daemons %.2f cores (%s), bench %.2f, machine %.2f %s", s.name, n, row.GoodputMbps, row.DaemonCores, coresCell(row.Cores), row.BenchCores, row.MachineCores, row.Err)
-	}
-}
-
-// memoryTime is about how long figure 5 takes for n idle flows: fixed
-// waits, then opening (32 at a time, about 1 ms a flow on the default
-// profiles) and closing them.
-func memoryTime(n int) time.Duration { return 20*time.Second + time.Duration(n)*4*time.Millisecond }
-
-// memory is figure 5: RSS (and heap for Go daemons) with idle flows open,
-// at each count of -idle-flows in turn, and at every count an earlier
-// system was measured at, so that systems compare at equal counts: the
-// flows of one count stay open while the next count's are added, and all
-// are closed at the end. Counts beyond what the open-file limit allows are
-// measured at the most that fits (found from the descriptors each process
-// took per flow at the previous count), and the report says so. A count
-// that does not fit in the time budget is skipped, with the larger ones.
-func (b *bench) memory(ctx context.Context, s *system) {
-	asked := slices.Clone(b.idle)
-	for _, n := range b.memCounts {
-		if !slices.Contains(asked, n) {
-			asked = append(asked, n)
-		}
-	}
-	slices.Sort(asked)
-	b.settle(ctx)
-	type snap struct {
-		rss            map[string]int64
-		heap, routines map[string]float64
-		fds, pipes     map[string]int // "bench" included
-	}
-	metricsAt := map[string]struct {
-		ns   *netlab.NS
-		addr string
-	}{"hcpe": {b.lab.CPE, "127.0.0.1:9101"}, "hag": {b.lab.HAG, "127.0.0.1:9102"}}
-	take := func() snap {
-		sn := snap{rss: map[string]int64{}, heap: map[string]float64{}, routines: map[string]float64{}, fds: map[string]int{}, pipes: map[string]int{}}
-		pids := s.pids()
-		for name, pid := range pids {
-			sn.rss[name], _ = rssBytes(pid)
-			if m, ok := metricsAt[name]; ok {
-				if v, err := scrape(ctx, m.ns, m.addr, "go_memstats_heap_inuse_bytes", "go_goroutines"); err == nil {
-					sn.heap[name], sn.routines[name] = v["go_memstats_heap_inuse_bytes"], v["go_goroutines"]
-				}
-			}
-		}
-		pids["bench"] = os.Getpid()
-		for name, pid := range pids {
-			sn.fds[name], sn.pipes[name] = fdCount(pid)
-		}
-		return sn
-	}
-	base := take()
-	names := make([]string, 0, len(base.rss))
-	for n := range base.rss {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	var lims []string
-	for _, n := range append(slices.Clone(names), "bench") {
-		pid := os.Getpid()
-		if n != "bench" {
-			pid = s.pids()[n]
-		}
-		lims = append(lims, n+" "+nofileOf(pid))
-	}
-	b.rep.Notes = append(b.rep.Notes, fmt.Sprintf("Figure 5, %s: open-file limits (soft, /proc/<pid>/limits): %s.", s.name, strings.Join(lims, ", ")))
-	mb := func(v float64) float64 { return v / (1 << 20) }
-	dropNames := []string{"hcpe_netstack_drops_total", "hcpe_flows_total", `hcpe_flows_total{result="ok"}`}
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	perFlow := map[string]float64{} // descriptors per flow, as measured at the last count
-	var last []int                  // this system's rows of the last count measured
-	for _, want := range asked {
-		if ctx.Err() != nil {
-			return
-		}
-		target := want
-		if fit, who := b.fdFit(perFlow, base.fds); target > fit {
-			b.rep.Notes = append(b.rep.Notes, fmt.Sprintf("Figure 5, %s: asked for %d idle flows, measured %d. Every process here may open at most %d files (%s). At %d flows %s; %d flows would need %.0f in %s. %d is the most that fits with %d descriptors to spare in every process, rounded down to hundreds.",
-				s.name, want, fit, b.nofile, b.rep.Machine.Nofile, len(conns), describeFDs(perFlow, last, b.rep.Memory), want, float64(base.fds[who])+perFlow[who]*float64(want), who, fit, nofileReserve))
-			target = fit
-		}
-		if target <= len(conns) {
-			continue
-		}
-		if !b.fits(fmt.Sprintf("figure 5 %s with %d idle flows", s.name, target), memoryTime(target)) {
-			break
-		}
-		var drops0 map[string]float64
-		if s.name == sysHybrid {
-			drops0, _ = scrape(ctx, b.lab.CPE, "127.0.0.1:9101", dropNames...)
-		}
-		had := len(conns)
-		t0 := time.Now()
-		more, err := openIdle(ctx, b.lab.LAN, b.dst, target-had, 32)
-		conns = append(conns, more...)
-		openFor := time.Since(t0)
-		if drops0 != nil {
-			if d1, derr := scrape(ctx, b.lab.CPE, "127.0.0.1:9101", dropNames...); derr == nil {
-				msg := fmt.Sprintf("while opening flows %d to %d (%d established end to end in %.1f s): hcpe counted %.0f new flows (%.0f ok) and %.0f netstack drops (LAN SYNs dropped by a bound)",
-					had+1, target, len(more), openFor.Seconds(), d1["hcpe_flows_total"]-drops0["hcpe_flows_total"], d1[dropNames[2]]-drops0[dropNames[2]],
-					d1["hcpe_netstack_drops_total"]-drops0["hcpe_netstack_drops_total"])
-				b.logf("fig5 %s: %s", s.name, msg)
-				b.rep.Notes = append(b.rep.Notes, "Figure 5, hybridgw: "+msg+".")
-			}
-		}
-		b.logf("fig5 %s: %d idle flows open (%d more in %v) %v", s.name, len(conns), len(more), openFor.Round(time.Millisecond), errStr(err))
-		if failed := target - had - len(more); failed > 0 {
-			b.reusedPorts(s, failed, target-had, t0, more)
-		}
-		_ = sleepCtx(ctx, 2*time.Second)
-		loaded := take()
-		if len(conns) > 0 {
-			for n, f := range loaded.fds {
-				perFlow[n] = float64(f-base.fds[n]) / float64(len(conns))
-			}
-		}
-		if !slices.Contains(b.memCounts, target) {
-			b.memCounts = append(b.memCounts, target) // the peer is measured there too
-		}
-		if want == asked[len(asked)-1] || (s.name == sysHybrid && target < want) {
-			b.heapProfiles(ctx, s, len(conns))
-		}
-		last = last[:0]
-		for _, name := range names {
-			row := MemRow{System: s.name, Process: name, Target: target, Asked: want, Flows: len(conns), OpenSeconds: openFor.Seconds(),
-				RSSBaseMB: mb(float64(base.rss[name])), RSSLoadedMB: mb(float64(loaded.rss[name])),
-				FDsBase: base.fds[name], FDsLoaded: loaded.fds[name], PipesLoaded: loaded.pipes[name]}
-			if len(conns) > 0 {
-				row.PerFlowKB = float64(loaded.rss[name]-base.rss[name]) / 1024 / float64(len(conns))
-				row.FDsPerFlow = perFlow[name]
-			}
-			if loaded.heap[name] > 0 {
-				row.HeapBaseMB, row.HeapLoadedMB = mb(base.heap[name]), mb(loaded.heap[name])
-				row.Goroutines = [3]float64{base.routines[name], loaded.routines[name], math.NaN()}
-				if len(conns) > 0 {
-					row.HeapPerFlowKB = (loaded.heap[name] - base.heap[name]) / 1024 / float64(len(conns))
-				}
-			}
-			if err != nil {
-				row.Err = err.Error()
-			}
-			last = append(last, len(b.rep.Memory))
-			b.rep.Memory = append(b.rep.Memory, row)
-			b.logf("fig5 %s %s %d flows: RSS %.1f → %.1f MB (%.1f KB/flow), heap %.1f → %.1f MB, descriptors %d → %d (%.1f per flow, %d pipes)", s.name, name, len(conns),
-				row.RSSBaseMB, row.RSSLoadedMB, row.PerFlowKB, row.HeapBaseMB, row.HeapLoadedMB, row.FDsBase, row.FDsLoaded, row.FDsPerFlow, row.PipesLoaded)
-		}
-		if err != nil {
-			// A few failures do not stop the figure; many do.
-			if len(more) < (target-had)*9/10 {
-				b.errorf("figure 5 %s: %v; measured %d idle flows, not %d (and no larger count)", s.name, err, len(conns), target)
-				break
-			}
-			b.errorf("figure 5 %s: %v; measured %d idle flows, not %d", s.name, err, len(conns), target)
-		}
-	}
-	if len(last) == 0 {
-		return
-	}
-	for _, c := range conns {
-		c.Close()
-	}
-	conns = nil
-	// Closing thousands of flows takes the daemons a moment; then the heap,
-	// goroutines and descriptors they leave behind.
-	_ = sleepCtx(ctx, 3*time.Second)
-	after := take()
-	for _, i := range last {
-		row := &b.rep.Memory[i]
-		row.Closed = true
-		row.RSSAfterMB = mb(float64(after.rss[row.Process]))
-		row.FDsAfter = after.fds[row.Process]
-		if row.HeapLoadedMB > 0 {
-			row.HeapAfterMB = mb(after.heap[row.Process])
-			row.Goroutines[2] = after.routines[row.Process]
-		}
-		b.logf("fig5 %s %s after closing: RSS %.1f MB, heap %.1f MB, %.0f goroutines, %d descriptors", s.name, row.Process, row.RSSAfterMB, row.HeapAfterMB, row.Goroutines[2], row.FDsAfter)
-	}
-}
-
-// reusedPorts looks for why some of figure 5's LAN connections got no
-// answer: whether they were more likely than chance to reuse a port of
-// figure 2's connections, which the far side closed first and so may still
-// hold in TIME_WAIT while the client, closing second, reuses the port. It
-// adds what it finds to the report's notes.
-func (b *bench) reusedPorts(s *system, failed, tried int, start time.Time, opened []net.Conn) {
-	// Only ports whose far side may still hold TIME_WAIT until the end of
-	// the opening count: used less than a minute before now.
-	end := time.Now()
-	recent := 0
-	for _, t := range b.lanPorts {
-		if end.Sub(t) < time.Minute {
-			recent++
-		}
-	}
-	if recent == 0 {
-		b.rep.Hung = append(b.rep.Hung, HungRow{System: s.name, Failed: failed, Tried: tried})
-		b.rep.Notes = append(b.rep.Notes, fmt.Sprintf("Figure 5, %s: %d of %d new LAN connections got no answer within the 10 s dial timeout.", s.name, failed, tried))
-		return
-	}
-	reused := 0
-	for _, c := range opened {
-		if t, ok := b.lanPorts[localPort(c)]; ok && end.Sub(t) < time.Minute {
-			reused++
-		}
-	}
-	lo, hi := 32768, 60999
-	if text, err := b.lab.LAN.Output("cat", "/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		fmt.Sscan(text, &lo, &hi)
-	}
-	expected := float64(recent) * float64(tried) / float64(hi-lo+1)
-	b.rep.Hung = append(b.rep.Hung, HungRow{System: s.name, Failed: failed, Tried: tried, Reused: reused, Expected: expected})
-	msg := fmt.Sprintf("Figure 5, %s: %d of %d new LAN connections got no answer to their SYNs within the 10 s dial timeout (opened in %.1f s). %d of figure 2's connections had used their local port less than a minute before the last of these (ports %d–%d); of the %d new connections that did open, %d reused one of those ports, where chance alone gives about %.1f.",
-		s.name, failed, tried, end.Sub(start).Seconds(), recent, lo, hi, len(opened), reused, expected)
-	if s.name == sysHybrid && float64(reused)+float64(failed) >= expected/2 && float64(reused) < expected/2 {
-		msg += " So the failures are most likely the connections that reused such a port: the far side closed those connections first, so hcpe's userspace TCP (gVisor) still holds them in TIME_WAIT, while the LAN client, which closed second and kept no TIME_WAIT, may reuse the port at once; and gVisor hands a new SYN that arrives for a connection in TIME_WAIT only to a listening endpoint (tcp.(*Endpoint).handleTimeWaitSegments), which hcpe's TCP forwarder is not, so it drops the SYN until the TIME_WAIT ends (60 s, gVisor's DefaultTCPTimeWaitTimeout; hcpe does not set it). Linux in its place accepts such a SYN. A LAN host that reuses ports quickly sees those connects hang."
-	}
-	b.rep.Notes = append(b.rep.Notes, msg)
-	b.logf("%s", msg)
-}
-
-// fdFit is the most idle flows (rounded down to hundreds) that keep every
-// process nofileReserve descriptors below the open-file limit, given the
-// descriptors each took per flow so far, and the process that bounds it.
-// Before any flow was measured it assumes two per flow.
-func (b *bench) fdFit(perFlow map[string]float64, base map[string]int) (int, string) {
-	if b.nofile == 0 {
-		return math.MaxInt, ""
-	}
-	fit, who := math.MaxInt, ""
-	for n, f := range base {
-		pf := perFlow[n]
-		if len(perFlow) == 0 {
-			pf = 2
-		}
-		if pf <= 0 {
-			continue
-		}
-		room := float64(b.nofile) - float64(nofileReserve) - float64(f)
-		if k := int(room/pf) / 100 * 100; k < fit {
-			fit, who = max(k, 0), n
-		}
-	}
-	return fit, who
-}
-
-// describeFDs says how many descriptors each process held per flow at the
-// last count, and how many of them were pipes.
-func describeFDs(perFlow map[string]float64, last []int, rows []MemRow) string {
-	names := slices.Sorted(maps.Keys(perFlow))
-	slices.SortStableFunc(names, func(a, b string) int { return cmpFloat(perFlow[b], perFlow[a]) })
-	var parts []string
-	for _, n := range names {
-		part := fmt.Sprintf("%s held %.1f descriptors per flow", n, perFlow[n])
-		for _, i := range last {
-			if r := rows[i]; r.Process == n && r.Flows > 0 && float64(r.PipesLoaded)/float64(r.Flows) >= 0.5 {
-				part += fmt.Sprintf(" (%.1f of them pipes)", float64(r.PipesLoaded)/float64(r.Flows))
-			}
-		}
-		parts = append(parts, part)
-	}
-	return strings.Join(parts, ", ")
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// emulatorCeiling is figure 6: linkem unshaped, one TCP flow between the
-// cpe and hag namespaces over the dsl link, each way; no daemon runs.
-func (b *bench) emulatorCeiling(ctx context.Context) {
-	b.lab.DSL.Apply(unshaped)
-	b.lab.LTE.Apply(unshaped)
-	defer b.applyPair(b.pairs[1])
-	for _, c := range []struct {
-		path string
-		ns   *netlab.NS
-		dst  netip.AddrPort
-	}{
-		{"hag → cpe (downstream)", b.lab.CPE, netip.AddrPortFrom(b.lab.Plan.DSL.HAG4, 9100)},
-		{"cpe → hag (upstream)", b.lab.HAG, netip.AddrPortFrom(b.lab.Plan.DSL.CPE4, 9100)},
-	} {
-		if ctx.Err() != nil {
-			return
-		}
-		b.settle(ctx)
-		m := startCPU(map[string]int{"bench": os.Getpid()})
-		ss, res := downloads(ctx, c.ns, c.dst, 1, b.opts.CPU)
-		cores, machine := m.stop()
-		row := EmuRow{Path: c.path, MTU: b.lab.DSL.MTU, Seconds: b.opts.CPU.Seconds(), GoodputMbps: mbps(bytesIn(ss, 0, b.opts.CPU), b.opts.CPU),
-			BenchCores: cores["bench"], MachineCores: machine}
-		row.GoalMet = row.GoodputMbps >= 1000
-		if res[0].Err != nil {
-			row.Err = res[0].Err.Error()
-		}
-		b.rep.Emulator = append(b.rep.Emulator, row)
-		b.logf("fig6 %s: %.0f Mbit/s, bench %.2f cores, machine %.2f %s", c.path, row.GoodputMbps, row.BenchCores, row.MachineCores, row.Err)
-	}
-}
-
 // teardown stops what runs and removes the lab; it checks nothing is left.
 func (b *bench) teardown() {
 	b.mu.Lock()
@@ -959,9 +434,7 @@ func (b *bench) emergency() {
 	b.mu.Unlock()
 	if s != nil {
 		for _, p := range s.procs {
-			if p.running() {
-				_ = p.cmd.Process.Kill()
-			}
+			p.Kill()
 		}
 	}
 	_ = b.lab.Close()

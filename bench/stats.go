@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"time"
@@ -119,4 +120,55 @@ func ratio(a, b float64) float64 {
 		return math.NaN()
 	}
 	return a / b
+}
+
+// spread is a measure repeated n times: its median, least and greatest.
+type spread struct {
+	N             int
+	Med, Min, Max float64
+}
+
+// spreadOf summarises vs, leaving out NaNs (not applicable); N is 0 when
+// nothing is left.
+func spreadOf(vs []float64) spread {
+	var ok []float64
+	for _, v := range vs {
+		if !math.IsNaN(v) {
+			ok = append(ok, v)
+		}
+	}
+	if len(ok) == 0 {
+		return spread{Med: math.NaN(), Min: math.NaN(), Max: math.NaN()}
+	}
+	slices.Sort(ok)
+	med := ok[len(ok)/2]
+	if len(ok)%2 == 0 {
+		med = (ok[len(ok)/2-1] + ok[len(ok)/2]) / 2
+	}
+	return spread{N: len(ok), Med: med, Min: ok[0], Max: ok[len(ok)-1]}
+}
+
+// spreadBy is the spread of one field over rows.
+func spreadBy[T any](rows []T, f func(T) float64) spread {
+	vs := make([]float64, len(rows))
+	for i, r := range rows {
+		vs[i] = f(r)
+	}
+	return spreadOf(vs)
+}
+
+// median is spreadOf(vs).Med.
+func median(vs []float64) float64 { return spreadOf(vs).Med }
+
+// cell renders the median and, when there was more than one value, the
+// range: "88.1 (86.0–89.2)". scale multiplies every value (100 for a
+// share shown in per cent).
+func (s spread) cell(prec int, scale float64) string {
+	if s.N == 0 {
+		return "n/a"
+	}
+	if s.N == 1 {
+		return num(s.Med*scale, prec)
+	}
+	return fmt.Sprintf("%s (%s–%s)", num(s.Med*scale, prec), num(s.Min*scale, prec), num(s.Max*scale, prec))
 }

@@ -11,13 +11,14 @@ import (
 	"strings"
 	"time"
 
+	"hybridgw/internal/labproc"
 	"hybridgw/internal/netlab"
 )
 
 // system is one running system: its processes and how to stop it.
 type system struct {
 	name  string
-	procs []*proc
+	procs []*labproc.Proc
 	// port is the MPTCP port towards the far end (0: none), for ss checks.
 	port int
 	stop func() error
@@ -29,8 +30,8 @@ type system struct {
 func (s *system) pids() map[string]int {
 	m := map[string]int{}
 	for _, p := range s.procs {
-		if p.running() {
-			m[p.name] = p.pid()
+		if p.Running() {
+			m[p.Name()] = p.Pid()
 		}
 	}
 	return m
@@ -39,8 +40,8 @@ func (s *system) pids() map[string]int {
 // alive reports a process of the system that has exited.
 func (s *system) alive() error {
 	for _, p := range s.procs {
-		if !p.running() {
-			return fmt.Errorf("%s exited (%v); log tail:\n%s", p.name, p.err, p.logTail(15))
+		if !p.Running() {
+			return fmt.Errorf("%s exited (%v); log tail:\n%s", p.Name(), p.Err(), p.LogTail(15))
 		}
 	}
 	return nil
@@ -58,7 +59,7 @@ func (b *bench) startHybrid(ctx context.Context, name, hcpeConfig, hagConfig str
 	if err != nil {
 		return s, err
 	}
-	hcpe, err := startProc(b.sp, b.lab.CPE, "hcpe", filepath.Join(b.logDir, name),
+	hcpe, err := labproc.Start(b.lab.CPE, "hcpe", filepath.Join(b.logDir, name, "hcpe.log"),
 		filepath.Join(b.opts.Bin, "hcpe"), "run", "-c", hcpeConfig)
 	if err != nil {
 		return s, errors.Join(err, s.stop())
@@ -67,8 +68,8 @@ func (b *bench) startHybrid(ctx context.Context, name, hcpeConfig, hagConfig str
 	s.admin["hcpe"], s.bin["hcpe"] = b.cfgs.AdminHCPE, filepath.Join(b.opts.Bin, "hcpe")
 	if err := waitFor(ctx, "hcpe steering LAN TCP (ip rule iif lan)", 10*time.Second, func() bool {
 		out, _ := b.lab.CPE.Output("ip", "rule")
-		return strings.Contains(out, "iif lan") || !hcpe.running()
-	}); err != nil || !hcpe.running() {
+		return strings.Contains(out, "iif lan") || !hcpe.Running()
+	}); err != nil || !hcpe.Running() {
 		return s, errors.Join(err, s.alive(), s.stop())
 	}
 	return s, nil
@@ -81,11 +82,11 @@ func (b *bench) startHAG(ctx context.Context, name, config string) (*system, err
 	s.stop = func() error {
 		var errs []error
 		for i := len(s.procs) - 1; i >= 0; i-- { // hcpe before hag
-			errs = append(errs, s.procs[i].stop(10*time.Second))
+			errs = append(errs, s.procs[i].Stop(10*time.Second))
 		}
 		return errors.Join(errs...)
 	}
-	hag, err := startProc(b.sp, b.lab.HAG, "hag", filepath.Join(b.logDir, name),
+	hag, err := labproc.Start(b.lab.HAG, "hag", filepath.Join(b.logDir, name, "hag.log"),
 		filepath.Join(b.opts.Bin, "hag"), "run", "-c", config)
 	if err != nil {
 		return nil, err
@@ -94,8 +95,8 @@ func (b *bench) startHAG(ctx context.Context, name, config string) (*system, err
 	s.admin["hag"], s.bin["hag"] = b.cfgs.AdminHAG, filepath.Join(b.opts.Bin, "hag")
 	if err := waitFor(ctx, "hag listening on :5124", 10*time.Second, func() bool {
 		out, _ := b.lab.HAG.Output("ss", "-Hltn", "sport", "= :5124")
-		return strings.Count(out, "LISTEN") >= 2 || !hag.running()
-	}); err != nil || !hag.running() {
+		return strings.Count(out, "LISTEN") >= 2 || !hag.Running()
+	}); err != nil || !hag.Running() {
 		return s, errors.Join(err, s.alive(), s.stop())
 	}
 	return s, nil
@@ -126,7 +127,7 @@ func (b *bench) startPeer(ctx context.Context) (*system, error) {
 		var errs []error
 		_ = cpe.Run("nft", "delete", "table", "inet", peerNFTable)
 		for i := len(s.procs) - 1; i >= 0; i-- {
-			errs = append(errs, s.procs[i].stop(5*time.Second))
+			errs = append(errs, s.procs[i].Stop(5*time.Second))
 		}
 		// Back to a new namespace's defaults, which hybridgw's run found.
 		errs = append(errs, cpe.Run("ip", "mptcp", "endpoint", "flush"),
@@ -153,13 +154,13 @@ func (b *bench) startPeer(ctx context.Context) (*system, error) {
 	// flows take two descriptors each in both ss-redir and ss-server.
 	b.rep.PeerNofile = b.peerNofile()
 	common := []string{"-k", pw, "-m", peerCipher, "--mptcp", "--no-delay", "-n", fmt.Sprint(b.peerNofile()), "-t", "600"}
-	srv, err := startProc(b.sp, hag, "ss-server", filepath.Join(b.logDir, sysPeer), append([]string{"ss-server",
+	srv, err := labproc.Start(hag, "ss-server", filepath.Join(b.logDir, sysPeer, "ss-server.log"), append([]string{"ss-server",
 		"-s", netlab.Service4, "-p", fmt.Sprint(peerServerPort)}, common...)...)
 	if err != nil {
 		return s, errors.Join(err, s.stop())
 	}
 	s.procs = append(s.procs, srv)
-	redir, err := startProc(b.sp, cpe, "ss-redir", filepath.Join(b.logDir, sysPeer), append([]string{"ss-redir",
+	redir, err := labproc.Start(cpe, "ss-redir", filepath.Join(b.logDir, sysPeer, "ss-redir.log"), append([]string{"ss-redir",
 		"-s", netlab.Service4, "-p", fmt.Sprint(peerServerPort), "-b", "0.0.0.0", "-l", fmt.Sprint(peerRedirPort)}, common...)...)
 	if err != nil {
 		return s, errors.Join(err, s.stop())
@@ -211,16 +212,8 @@ func ensurePeerInstalled(log func(string, ...any)) error {
 	cmd.Env = append(cmd.Environ(), "DEBIAN_FRONTEND=noninteractive")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("apt-get install shadowsocks-libev: %w: %s", err, tail(string(out), 5))
+		return fmt.Errorf("apt-get install shadowsocks-libev: %w: %s", err, labproc.Tail(string(out), 5))
 	}
 	_, err = exec.LookPath("ss-redir")
 	return err
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"hybridgw/internal/labproc"
 	"hybridgw/internal/netlab"
 )
 
@@ -21,20 +22,14 @@ const (
 	cmdDownload = 'D' // the server sends until the connection breaks
 	cmdTTFB     = 'T' // 99 more request bytes; the server answers respLen bytes and closes
 	cmdIdle     = 'I' // the server answers one byte, then waits for EOF
-	reqLen      = 100 // an HTTP GET of a small object
-	respLen     = 1000
 	benchPort   = 9000
 )
 
-// servers is a set of test servers running in this process, each listening
-// inside one of the lab's namespaces.
+// servers are the bench's test servers, each listening inside one of the
+// lab's namespaces.
 type servers struct {
 	buf []byte // what downloads send, over and over
-
-	mu    sync.Mutex
-	lns   []net.Listener
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	labproc.Servers
 }
 
 func newServers(seed uint64) *servers {
@@ -43,42 +38,11 @@ func newServers(seed uint64) *servers {
 	for i := range buf {
 		buf[i] = byte(r.Uint32())
 	}
-	return &servers{buf: buf, conns: map[net.Conn]struct{}{}}
+	return &servers{buf: buf}
 }
 
 // listen starts a server on addr inside ns.
-func (s *servers) listen(ns *netlab.NS, addr string) error {
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return }); err != nil {
-		return fmt.Errorf("listening on %s in %s: %w", addr, ns.Name, err)
-	}
-	s.mu.Lock()
-	s.lns = append(s.lns, ln)
-	s.mu.Unlock()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns[c] = struct{}{}
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.serve(c)
-				s.mu.Lock()
-				delete(s.conns, c)
-				s.mu.Unlock()
-				c.Close()
-			}()
-		}
-	}()
-	return nil
-}
+func (s *servers) listen(ns *netlab.NS, addr string) error { return s.Listen(ns, addr, s.serve) }
 
 func (s *servers) serve(c net.Conn) {
 	var cmd [reqLen]byte
@@ -106,26 +70,11 @@ func (s *servers) serve(c net.Conn) {
 }
 
 // close stops every server and closes every connection they hold.
-func (s *servers) close() {
-	s.mu.Lock()
-	for _, ln := range s.lns {
-		ln.Close()
-	}
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-}
+func (s *servers) close() { s.Close() }
 
 // dialIn connects from inside ns.
 func dialIn(ctx context.Context, ns *netlab.NS, dst netip.AddrPort) (*net.TCPConn, error) {
-	var c net.Conn
-	err := ns.Do(func() (err error) {
-		d := net.Dialer{Timeout: 10 * time.Second}
-		c, err = d.DialContext(ctx, "tcp", dst.String())
-		return err
-	})
+	c, err := labproc.Dial(ctx, ns, "tcp", dst.String())
 	if err != nil {
 		return nil, err
 	}

@@ -203,12 +203,8 @@ func TestUnitsHardening(t *testing.T) {
 				t.Errorf("default admin.listen %s is not inside RuntimeDirectory=/run/%s", admin, u.one("Service", "RuntimeDirectory"))
 			}
 			reload := u["Service"]["ExecReload"]
-			if d == "hcpe" {
-				if len(reload) != 2 || !strings.Contains(reload[0], "check-config") || reload[1] != "/bin/kill -HUP $MAINPID" {
-					t.Errorf("hcpe ExecReload = %q, want check-config then kill -HUP $MAINPID", reload)
-				}
-			} else if len(reload) != 0 {
-				t.Errorf("hag has ExecReload %q; hag does not reload", reload)
+			if len(reload) != 2 || !strings.Contains(reload[0], "check-config") || reload[1] != "/bin/kill -HUP $MAINPID" {
+				t.Errorf("%s ExecReload = %q, want check-config then kill -HUP $MAINPID", d, reload)
 			}
 		})
 	}

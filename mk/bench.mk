@@ -8,18 +8,22 @@
 #                   same emulated links, then ramp hag's connection rate.
 #                   Writes $(BENCH_OUT)/report.md and report.json (logs in
 #                   $(BENCH_OUT)/logs, CPU and heap profiles of hcpe and hag
-#                   in $(BENCH_OUT)/profiles). About 11 minutes, at most 15
-#                   (the harness skips what no longer fits and says so).
+#                   in $(BENCH_OUT)/profiles). The noisy figures are
+#                   repeated (figures 1 and 4 three times per case, the
+#                   handover of figure 3 five times per system) and the
+#                   report gives their median and spread. At most 20 minutes
+#                   (-budget; the harness skips what no longer fits and
+#                   says so).
 #   make bench-smoke
 #                   CI's check that the harness and all three systems still
 #                   work: a short figures 1 and 2 (default profile pair, 4 s
-#                   downloads, 20 TTFB runs) into $(BENCH_SMOKE_OUT), failing
+#                   downloads run once, 20 TTFB runs) into $(BENCH_SMOKE_OUT), failing
 #                   unless report.json holds both figures for every system.
 #                   Its numbers are too short to quote. About 1.5 minutes.
 #
 # Needs root. BENCH_FLAGS passes options to the harness, e.g. shorter runs
 # while iterating:
-#   make bench BENCH_FLAGS='-bulk 5s -parallel 3s -ttfb-runs 20 -idle-flows 100'
+#   make bench BENCH_FLAGS='-bulk 5s -parallel 3s -eff-runs 1 -ttfb-runs 20 -idle-flows 100'
 #   make bench BENCH_FLAGS='-systems direct,peer -figures 1,2'
 # (go run ./bench -h lists them). The committed bench/report.md is a copy of
 # one real run's report.
@@ -44,7 +48,7 @@ bench-smoke: deps build bench-harness
 	  -configs configs -profiles test/lab/profiles \
 	  -version '$(VERSION)' -commit '$(COMMIT)' \
 	  -smoke -systems direct,hybridgw,peer -figures 1,2 -pairs default \
-	  -bulk 4s -parallel 3s -ttfb-runs 20 -budget 3m $(BENCH_FLAGS)
+	  -bulk 4s -parallel 3s -eff-runs 1 -ttfb-runs 20 -budget 3m $(BENCH_FLAGS)
 
 bench-harness:
 	@mkdir -p $(BIN)

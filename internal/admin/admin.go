@@ -7,7 +7,7 @@
 //
 //	GET  /v1/status  hcpe: CPEStatus; hag: HAGStatus
 //	GET  /v1/flows   hcpe: CPEFlows;  hag: HAGFlows
-//	POST /v1/reload  hcpe: Reloaded (re-reads its config file, as SIGHUP)
+//	POST /v1/reload  both: Reloaded (re-reads its config file, as SIGHUP)
 //
 // on admin.listen (default /run/hcpe/admin.sock, /run/hag/admin.sock; a
 // path or "unix:PATH" is a unix socket with mode 0660, anything else a TCP
@@ -42,7 +42,7 @@ import (
 	"time"
 )
 
-// Reloaded is hcpe's answer to POST /v1/reload when the new config was
+// Reloaded is the answer to POST /v1/reload when the new config was
 // applied. A refused config answers 422 with its problems instead.
 type Reloaded struct {
 	Config     string   `json:"config"`

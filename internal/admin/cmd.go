@@ -13,8 +13,8 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Commands returns the `status` and `flows` commands of daemon ("hcpe" or
-// "hag"), and hcpe's `reload`. They find the admin API by --admin, else by admin.listen in the
+// Commands returns the `status`, `flows` and `reload` commands of daemon
+// ("hcpe" or "hag"). They find the admin API by --admin, else by admin.listen in the
 // config file (-c, default /etc/hybridgw/DAEMON.yaml; listenFrom reads
 // it), else at defaultListen when that file does not exist.
 func Commands(daemon, defaultListen string, listenFrom func(configPath string) (string, error)) []*cobra.Command {
@@ -42,22 +42,26 @@ func Commands(daemon, defaultListen string, listenFrom func(configPath string) (
 	if daemon == "hag" {
 		flows.Flags().StringVar(&o.cpe, "cpe", "", "only this CPE's flows")
 	}
-	cmds := []*cobra.Command{status, flows}
-	if daemon == "hcpe" {
-		reload := &cobra.Command{
-			Use:   "reload",
-			Short: "Re-read the running hcpe's config file (as SIGHUP) and report what it did",
-			Long: "Re-read the running hcpe's config file: uplink roles, rates, policy thresholds and bypass\n" +
-				"rules change without touching established flows. An invalid file is refused with every\n" +
-				"problem, and the config in force stays; settings that need a restart are listed.",
-			Args: cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error { return o.reload(cmd) },
-		}
-		reload.Flags().StringVar(&o.admin, "admin", "", "admin API: socket path or host:port (default: admin.listen from the config, else "+defaultListen+")")
-		reload.Flags().StringVarP(&o.config, "config", "c", "/etc/hybridgw/"+daemon+".yaml", "config file to read admin.listen from")
-		cmds = append(cmds, reload)
+	reload := &cobra.Command{
+		Use:   "reload",
+		Short: "Re-read the running " + daemon + "'s config file (as SIGHUP) and report what it did",
+		Long:  reloadLong[daemon],
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return o.reload(cmd) },
 	}
-	return cmds
+	reload.Flags().StringVar(&o.admin, "admin", "", "admin API: socket path or host:port (default: admin.listen from the config, else "+defaultListen+")")
+	reload.Flags().StringVarP(&o.config, "config", "c", "/etc/hybridgw/"+daemon+".yaml", "config file to read admin.listen from")
+	return []*cobra.Command{status, flows, reload}
+}
+
+var reloadLong = map[string]string{
+	"hcpe": "Re-read the running hcpe's config file: uplink roles, rates, policy thresholds and bypass\n" +
+		"rules change without touching established flows. An invalid file is refused with every\n" +
+		"problem, and the config in force stays; settings that need a restart are listed.",
+	"hag": "Re-read the running hag's config file: CPEs (ids, keys, auth, prefixes), allow and deny\n" +
+		"lists and limits apply to new requests; flows being relayed are untouched. An invalid file is\n" +
+		"refused with every problem, and the config in force stays; settings that need a restart\n" +
+		"(listen, egress, transparent, metrics, admin, log) are listed.",
 }
 
 // reload asks the daemon to re-read its own config file (the one it was

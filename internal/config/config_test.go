@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"errors"
 	"net/netip"
 	"os"
@@ -34,7 +35,7 @@ func TestExampleConfigsLoad(t *testing.T) {
 	if !strings.HasPrefix(g.Admin.Listen, "/") || !strings.HasPrefix(h.Admin.Listen, "/") || g.Listen.FastOpen || g.Listen.FastOpenNoCookieUnsafe {
 		t.Errorf("example listeners not safe by default: hag admin %q, hcpe admin %q, fast_open %v", g.Admin.Listen, h.Admin.Listen, g.Listen.FastOpen)
 	}
-	if string(g.CPEs[0].KeyRaw) != string(h.HAG.KeyRaw) {
+	if len(g.CPEs[0].CookieKeys) != 1 || string(g.CPEs[0].CookieKeys[0].Raw) != string(h.HAG.KeyRaw) || g.CPEs[0].CookieKeys[0].ID != h.HAG.KeyID {
 		t.Error("the example keys of hcpe and hag differ")
 	}
 }
@@ -92,6 +93,7 @@ func TestHCPEProblems(t *testing.T) {
 		{"interface name too long", strings.Replace(minimalHCPE, "interface: dsl", "interface: averyveryverylongname", 1),
 			[]string{`hcpe.yaml:5: uplinks[0].interface: "averyveryverylongname" is longer than`}},
 		{"short key", minimalHCPE + "  cpe_id: x\n  key: abcd\n", []string{"hcpe.yaml:12: hag.key: is 2 bytes; at least 16 are required"}},
+		{"no shutdown grace", minimalHCPE + "limits:\n  shutdown_grace: 0s\n", []string{"hcpe.yaml:12: limits.shutdown_grace: must be greater than 0"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -142,6 +144,19 @@ func TestHAGProblems(t *testing.T) {
 		{"allow", minimalHAG + "allow:\n  destinations: [10.0.0.0/33]\n", []string{`hag.yaml:7: allow.destinations[0]: "10.0.0.0/33" is not an IP prefix`}},
 		{"listen", minimalHAG + "metrics:\n  listen: nowhere\n", []string{`hag.yaml:7: metrics.listen: "nowhere" is not a listen address`}},
 		{"admin over TCP not meant", minimalHAG + "admin:\n  listen: 127.0.0.1:9200\n", []string{`admin.listen: "127.0.0.1:9200" is a TCP address`, "admin.tcp_exposes_reload_and_pprof"}},
+		{"key and keys", strings.Replace(minimalHAG, "auth: source", "auth: cookie\n    key: "+key16+"\n    keys: [{id: 1, key: "+key16+"}]", 1),
+			[]string{`hag.yaml:5: cpes[0].keys: set key (or key_file) or keys, not both`}},
+		{"three keys", strings.Replace(minimalHAG, "auth: source", "auth: cookie\n    keys: [{id: 1, key: "+key16+"}, {id: 2, key: "+key16+"}, {id: 3, key: "+key16+"}]", 1),
+			[]string{`hag.yaml:4: cpes[0].keys: has 3 keys; at most 2`}},
+		{"bad keys", strings.Replace(minimalHAG, "auth: source", "auth: cookie\n    keys:\n      - {id: 7, key: "+key16+"}\n      - {id: 7, key: abcd}", 1),
+			[]string{`hag.yaml:6: cpes[0].keys[1].id: key id 7 is used by another key`, `hag.yaml:6: cpes[0].keys[1].key: is 2 bytes`}},
+		{"key id out of range", strings.Replace(minimalHAG, "auth: source", "auth: cookie\n    keys: [{id: 256, key: "+key16+"}, {id: -1, key: "+key16+"}]", 1),
+			[]string{`hag.yaml:4: cpes[0].keys[0].id: 256 is outside 0..255`, `cpes[0].keys[1].id: -1 is outside 0..255`}},
+		{"key without secret", strings.Replace(minimalHAG, "auth: source", "auth: cookie\n    keys: [{id: 1}]", 1),
+			[]string{`cpes[0].key: is required with auth "cookie"`, `cpes[0].keys[0].key: is required (key or key_file)`}},
+		{"missing key file", strings.Replace(minimalHAG, "auth: source", "auth: cookie\n    keys: [{id: 1, key_file: /nonexistent/cpe.key}]", 1),
+			[]string{`cpes[0].keys[0].key_file: cannot read`}},
+		{"replay entries", minimalHAG + "limits:\n  cookie_replay_entries: 0\n", []string{"hag.yaml:7: limits.cookie_replay_entries: must be greater than 0"}},
 		{"no-cookie Fast Open without Fast Open", "listen:\n  fast_open_no_cookie_unsafe: true\n" + minimalHAG, []string{"listen.fast_open_no_cookie_unsafe: needs listen.fast_open: true"}},
 	}
 	for _, tc := range tests {
@@ -160,6 +175,57 @@ func TestHAGProblems(t *testing.T) {
 			}
 		})
 	}
+}
+
+// key16 is a valid hex key (16 bytes).
+const key16 = "000102030405060708090a0b0c0d0e0f"
+
+// TestHAGKeys: a CPE entry with one key (id 0, the format before key ids)
+// or with two keys during a rotation, from inline hex or files.
+func TestHAGKeys(t *testing.T) {
+	other := "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
+	file := write(t, "cpe.key", other+"\n")
+	for _, tc := range []struct {
+		name, entry string
+		want        []CPEKey
+	}{
+		{"single key is id 0", "key: " + key16, []CPEKey{{ID: 0, Raw: hexBytes(key16)}}},
+		{"single key file is id 0", "key_file: " + file, []CPEKey{{ID: 0, Raw: hexBytes(other)}}},
+		{"two keys in a rotation", "keys:\n      - {id: 3, key: " + key16 + "}\n      - {id: 4, key_file: " + file + "}",
+			[]CPEKey{{ID: 3, Raw: hexBytes(key16)}, {ID: 4, Raw: hexBytes(other)}}},
+		{"one key with an id", "keys: [{id: 255, key: " + key16 + "}]", []CPEKey{{ID: 255, Raw: hexBytes(key16)}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := LoadHAG(write(t, "hag.yaml", strings.Replace(minimalHAG, "auth: source", "auth: cookie\n    "+tc.entry, 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.CPEs[0].CookieKeys
+			if len(got) != len(tc.want) {
+				t.Fatalf("keys %+v, want %+v", got, tc.want)
+			}
+			for i := range got {
+				if got[i].ID != tc.want[i].ID || string(got[i].Raw) != string(tc.want[i].Raw) {
+					t.Errorf("key %d: id %d raw %x, want id %d raw %x", i, got[i].ID, got[i].Raw, tc.want[i].ID, tc.want[i].Raw)
+				}
+			}
+		})
+	}
+	h, err := LoadHCPE(write(t, "hcpe.yaml", minimalHCPE+"  cpe_id: x\n  key: "+key16+"\n  key_id: 4\n"))
+	if err != nil || h.HAG.KeyID != 4 {
+		t.Fatalf("hcpe key_id: %+v, %v", h.HAG, err)
+	}
+	if _, err := LoadHCPE(write(t, "hcpe.yaml", minimalHCPE+"  cpe_id: x\n  key: "+key16+"\n  key_id: 256\n")); err == nil || !strings.Contains(err.Error(), "hag.key_id: 256 is outside 0..255") {
+		t.Errorf("hcpe key_id 256: %v", err)
+	}
+}
+
+func hexBytes(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func TestParseRate(t *testing.T) {

@@ -19,7 +19,16 @@ func DefaultHCPE() *HCPE {
 			HandshakesInFlight: 512,
 			HandshakesPerHost:  64,
 			Flows:              8192,
-			IdleTimeout:        2 * time.Hour,
+			// A browser keeps up to 256 connections; 512 leaves room for
+			// a busy host while 16 hosts are needed to fill limits.flows.
+			FlowsPerHost:  512,
+			IdleTimeout:   2 * time.Hour,
+			ShutdownGrace: 5 * time.Second,
+			// 8192 idle flows take about 400 MB (make bench figure 5);
+			// the ceiling stays under deploy/systemd/hcpe.service's
+			// MemoryMax=1G, so hcpe refuses flows before the kernel
+			// kills it.
+			MemoryLimitMB: 768,
 		},
 		Policy: Policy{
 			// DSL already queues above 80 % of its rate; the gap to 60 %
@@ -46,6 +55,37 @@ func DefaultProbe() Probe {
 	return Probe{Interval: 200 * time.Millisecond, Timeout: 300 * time.Millisecond, DownAfter: 3, UpAfter: 2}
 }
 
+// resolve fills what defaults depend on the file: each uplink's routing
+// table (the ones after tun.table, in order) and the fields of its probe
+// block left out. YAML cannot give a list element defaults before it is
+// decoded, so these cannot be in DefaultHCPE.
+func (c *HCPE) resolve() {
+	for i := range c.Uplinks {
+		u := &c.Uplinks[i]
+		if u.Table == 0 {
+			u.Table = c.TUN.Table + 1 + i
+		}
+		u.Probe.fill(DefaultProbe())
+	}
+}
+
+// fill takes omitted probe fields from def: YAML cannot give a list
+// element defaults before it is decoded.
+func (p *Probe) fill(def Probe) {
+	if p.Interval == 0 {
+		p.Interval = def.Interval
+	}
+	if p.Timeout == 0 {
+		p.Timeout = def.Timeout
+	}
+	if p.DownAfter == 0 {
+		p.DownAfter = def.DownAfter
+	}
+	if p.UpAfter == 0 {
+		p.UpAfter = def.UpAfter
+	}
+}
+
 // DefaultHAG is hag's configuration before the file is applied.
 func DefaultHAG() *HAG {
 	return &HAG{
@@ -66,6 +106,11 @@ func DefaultHAG() *HAG {
 			DialTimeout:         10 * time.Second,
 			IdleTimeout:         2 * time.Hour,
 			CookieMaxSkew:       2 * time.Minute,
+			// One CPE at new_flows_per_second for the 4-minute validity of a
+			// cookie (±cookie_max_skew) holds 121,000 entries; the bound holds
+			// 4,400 new flows/s, more than hag sustains (bench figure 7), in
+			// about 35 MB (34 bytes an entry: internal/replay BenchmarkAdd).
+			CookieReplayEntries: 1 << 20,
 			NotSentLowat:        256 << 10,
 			ResourceBackoff:     time.Second,
 			ShutdownGrace:       5 * time.Second,

@@ -40,16 +40,35 @@ type HAGListen struct {
 
 // CPE is one customer premises device hag serves.
 type CPE struct {
-	ID             string   `yaml:"id"`
+	ID string `yaml:"id"`
+	// Key or KeyFile is the CPE's one key, with key id 0 (what hcpe sends
+	// without hag.key_id). Keys holds up to two keys with their ids, for a
+	// rotation; set one or the other.
 	Key            string   `yaml:"key"`
 	KeyFile        string   `yaml:"key_file"`
+	Keys           []CPEKey `yaml:"keys"`
 	Auth           string   `yaml:"auth"`            // cookie, source, cookie+source
 	WANPrefixes    []string `yaml:"wan_prefixes"`    // where its subflows come from
 	ClientPrefixes []string `yaml:"client_prefixes"` // prefixes delegated to its LAN
 
-	KeyRaw  []byte         `yaml:"-"`
-	WAN     []netip.Prefix `yaml:"-"`
-	Clients []netip.Prefix `yaml:"-"`
+	// CookieKeys is every key with its id and secret, from key/key_file
+	// (id 0) or keys.
+	CookieKeys []CPEKey       `yaml:"-"`
+	WAN        []netip.Prefix `yaml:"-"`
+	Clients    []netip.Prefix `yaml:"-"`
+}
+
+// MaxCPEKeys is how many keys a CPE entry may hold: the one in use and the
+// next, while CPEs move from one to the other.
+const MaxCPEKeys = 2
+
+// CPEKey is one cookie key of a CPE.
+type CPEKey struct {
+	ID      int    `yaml:"id"` // 0..255, as hcpe's hag.key_id
+	Key     string `yaml:"key"`
+	KeyFile string `yaml:"key_file"`
+
+	Raw []byte `yaml:"-"`
 }
 
 // Egress chooses the source address of hag's connections to servers, per
@@ -106,14 +125,17 @@ type HAGLimits struct {
 	// for them. Such connections count per peer address against
 	// PoolPerCPE, not against HandshakesInFlight: the MPTCP handshake has
 	// proved the source, and waiting costs hag one socket each.
-	PoolIdle        time.Duration `yaml:"pool_idle"`
-	PoolPerCPE      int           `yaml:"pool_per_cpe"`
-	DialTimeout     time.Duration `yaml:"dial_timeout"`
-	IdleTimeout     time.Duration `yaml:"idle_timeout"`
-	CookieMaxSkew   time.Duration `yaml:"cookie_max_skew"`
-	NotSentLowat    int           `yaml:"notsent_lowat"` // bytes; bounds what piles up per flow
-	ResourceBackoff time.Duration `yaml:"resource_backoff"`
-	ShutdownGrace   time.Duration `yaml:"shutdown_grace"`
+	PoolIdle      time.Duration `yaml:"pool_idle"`
+	PoolPerCPE    int           `yaml:"pool_per_cpe"`
+	DialTimeout   time.Duration `yaml:"dial_timeout"`
+	IdleTimeout   time.Duration `yaml:"idle_timeout"`
+	CookieMaxSkew time.Duration `yaml:"cookie_max_skew"`
+	// CookieReplayEntries bounds the cookies hag remembers so that each is
+	// accepted once (internal/replay); at the bound new cookies are refused.
+	CookieReplayEntries int           `yaml:"cookie_replay_entries"`
+	NotSentLowat        int           `yaml:"notsent_lowat"` // bytes; bounds what piles up per flow
+	ResourceBackoff     time.Duration `yaml:"resource_backoff"`
+	ShutdownGrace       time.Duration `yaml:"shutdown_grace"`
 }
 
 // File is the path the config was loaded from.
@@ -132,6 +154,45 @@ func (c *HAG) CPEByID(id string) *CPE {
 		}
 	}
 	return nil
+}
+
+// cpeKeys resolves a CPE entry's keys: key/key_file as key id 0, or the
+// keys list, with unique ids in 0..255 and at most MaxCPEKeys of them.
+func cpeKeys(ps *problems, p string, cp *CPE) []CPEKey {
+	if len(cp.Keys) == 0 {
+		if raw := loadKey(ps, p, cp.Key, cp.KeyFile); raw != nil {
+			return []CPEKey{{ID: 0, Key: cp.Key, KeyFile: cp.KeyFile, Raw: raw}}
+		}
+		return nil
+	}
+	if cp.Key != "" || cp.KeyFile != "" {
+		ps.add(p+".keys", "set key (or key_file) or keys, not both; a single key is key id 0")
+		return nil
+	}
+	if len(cp.Keys) > MaxCPEKeys {
+		ps.add(p+".keys", "has %d keys; at most %d (the one in use and the next, during a rotation)", len(cp.Keys), MaxCPEKeys)
+		return nil
+	}
+	var out []CPEKey
+	seen := map[int]bool{}
+	for i, k := range cp.Keys {
+		kp := fmt.Sprintf("%s.keys[%d]", p, i)
+		switch {
+		case k.ID < 0 || k.ID > 255:
+			ps.add(kp+".id", "%d is outside 0..255", k.ID)
+		case seen[k.ID]:
+			ps.add(kp+".id", "key id %d is used by another key of this CPE", k.ID)
+		}
+		seen[k.ID] = true
+		if k.Key == "" && k.KeyFile == "" {
+			ps.add(kp+".key", "is required (key or key_file)")
+			continue
+		}
+		if k.Raw = loadKey(ps, kp, k.Key, k.KeyFile); k.Raw != nil {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func (c *HAG) validate(ps *problems) {
@@ -164,9 +225,9 @@ func (c *HAG) validate(ps *problems) {
 		}
 		ids[cp.ID] = true
 		ps.oneOf(p+".auth", cp.Auth, "cookie", "source", "cookie+source")
-		cp.KeyRaw = loadKey(ps, p, cp.Key, cp.KeyFile)
-		if cp.Auth != "source" && len(cp.KeyRaw) == 0 {
-			ps.add(p+".key", "is required with auth %q", cp.Auth)
+		cp.CookieKeys = cpeKeys(ps, p, cp)
+		if cp.Auth != "source" && len(cp.CookieKeys) == 0 {
+			ps.add(p+".key", "is required with auth %q (key, key_file or keys)", cp.Auth)
 		}
 		cp.WAN = ps.prefixes(p+".wan_prefixes", cp.WANPrefixes)
 		if cp.Auth != "cookie" && len(cp.WAN) == 0 {
@@ -230,6 +291,7 @@ func (c *HAG) validate(ps *problems) {
 		ps.add("limits.idle_timeout", "must not be negative (0 disables it)")
 	}
 	ps.positive("limits.cookie_max_skew", int64(l.CookieMaxSkew))
+	ps.positive("limits.cookie_replay_entries", int64(l.CookieReplayEntries))
 	if l.NotSentLowat < 0 {
 		ps.add("limits.notsent_lowat", "must not be negative (0 leaves the kernel default)")
 	}

@@ -63,7 +63,7 @@ type Uplink struct {
 	Table     int      `yaml:"table"` // source-routing table for subflows leaving on this uplink
 	Probe     Probe    `yaml:"probe"`
 
-	// Resolved by Validate.
+	// Parsed by validate.
 	Auto    bool         `yaml:"-"`
 	Addrs   []netip.Addr `yaml:"-"`
 	GWs     []netip.Addr `yaml:"-"`
@@ -86,6 +86,7 @@ type HAGPeer struct {
 	CPEID          string        `yaml:"cpe_id"`
 	Key            string        `yaml:"key"`      // hex; or key_file
 	KeyFile        string        `yaml:"key_file"` // file holding the hex key
+	KeyID          int           `yaml:"key_id"`   // the id of this key in hag's entry for this CPE (0..255)
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// FastOpen puts the Convert message in the SYN (TCP Fast Open, RFC 8803
 	// as designed). Off by default: on Linux 6.18 an MPTCP connection opened
@@ -112,10 +113,21 @@ type Bypass struct {
 
 // CPELimit bounds what LAN hosts can make hcpe hold.
 type CPELimit struct {
-	HandshakesInFlight int           `yaml:"handshakes_in_flight"`
-	HandshakesPerHost  int           `yaml:"handshakes_per_host"`
-	Flows              int           `yaml:"flows"`
-	IdleTimeout        time.Duration `yaml:"idle_timeout"`
+	HandshakesInFlight int `yaml:"handshakes_in_flight"`
+	HandshakesPerHost  int `yaml:"handshakes_per_host"`
+	Flows              int `yaml:"flows"`
+	// FlowsPerHost bounds the flows (handshakes included) of one LAN host:
+	// one IPv4 address or one IPv6 /64, so address rotation does not
+	// escape it. A SYN over it is refused with a RST.
+	FlowsPerHost int           `yaml:"flows_per_host"`
+	IdleTimeout  time.Duration `yaml:"idle_timeout"`
+	// ShutdownGrace is how long open flows may finish after SIGTERM before
+	// they are reset.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// MemoryLimitMB is hcpe's memory ceiling in MiB (0: none): the Go
+	// runtime's soft limit, and from 90 % of it new LAN flows are refused
+	// with a RST until memory is below 80 % again.
+	MemoryLimitMB int `yaml:"memory_limit_mb"`
 }
 
 // Pool sizes the warm pool: MPTCP connections to hag that are established
@@ -166,23 +178,48 @@ func (c *HCPE) setFile(f string) { c.file = f }
 
 var roles = []string{"primary", "overflow", "backup", "bond"}
 
+// validate resolves the derived defaults, then checks each section in the
+// file's order. Parsing a value and checking it are one step (ps.addr and
+// friends return the parsed value), so the parsed forms (Addrs, DownBps,
+// KeyRaw, ...) are filled here too.
 func (c *HCPE) validate(ps *problems) {
+	c.resolve()
 	c.Log.validate(ps)
-	if len(c.LAN.Interfaces) == 0 {
+	c.LAN.validate(ps)
+	c.TUN.validate(ps)
+	names := c.validateUplinks(ps)
+	c.HAG.validate(ps)
+	c.Bypass.validate(ps, names)
+	c.Limits.validate(ps)
+	c.Policy.validate(ps)
+	c.Pool.validate(ps)
+	ps.listen("metrics.listen", c.Metrics.Listen)
+	ps.adminListen(c.Admin)
+}
+
+func (l *LAN) validate(ps *problems) {
+	if len(l.Interfaces) == 0 {
 		ps.add("lan.interfaces", "at least one LAN interface is required")
 	}
-	for i, n := range c.LAN.Interfaces {
+	for i, n := range l.Interfaces {
 		checkIfName(ps, fmt.Sprintf("lan.interfaces[%d]", i), n)
 	}
-	checkIfName(ps, "tun.name", c.TUN.Name)
-	if c.TUN.MTU < 1280 || c.TUN.MTU > 65535 {
-		ps.add("tun.mtu", "%d is out of range 1280..65535 (IPv6 needs at least 1280)", c.TUN.MTU)
-	}
-	checkTable(ps, "tun.table", c.TUN.Table)
-	if c.TUN.RulePriority < 1 || c.TUN.RulePriority > 32000 {
-		ps.add("tun.rule_priority", "%d is out of range 1..32000 (32766 is the main table's rule)", c.TUN.RulePriority)
-	}
+}
 
+func (t *TUN) validate(ps *problems) {
+	checkIfName(ps, "tun.name", t.Name)
+	if t.MTU < 1280 || t.MTU > 65535 {
+		ps.add("tun.mtu", "%d is out of range 1280..65535 (IPv6 needs at least 1280)", t.MTU)
+	}
+	checkTable(ps, "tun.table", t.Table)
+	if t.RulePriority < 1 || t.RulePriority > 32000 {
+		ps.add("tun.rule_priority", "%d is out of range 1..32000 (32766 is the main table's rule)", t.RulePriority)
+	}
+}
+
+// validateUplinks checks the uplinks, each on its own and their names and
+// routing tables against each other and tun.table's, and returns the names.
+func (c *HCPE) validateUplinks(ps *problems) map[string]bool {
 	if len(c.Uplinks) == 0 {
 		ps.add("uplinks", "at least one uplink is required")
 	}
@@ -197,46 +234,51 @@ func (c *HCPE) validate(ps *problems) {
 			ps.add(p+".name", "%q is used by another uplink", u.Name)
 		}
 		names[u.Name] = true
-		checkIfName(ps, p+".interface", u.Interface)
-		ps.oneOf(p+".role", u.Role, roles...)
-		if len(u.Addresses) == 0 || (len(u.Addresses) == 1 && u.Addresses[0] == "auto") {
-			u.Auto = true
-		} else {
-			for j, a := range u.Addresses {
-				if a == "auto" {
-					ps.add(fmt.Sprintf("%s.addresses[%d]", p, j), `"auto" must stand alone`)
-					continue
-				}
-				if ad := ps.addr(fmt.Sprintf("%s.addresses[%d]", p, j), a); ad.IsValid() {
-					u.Addrs = append(u.Addrs, ad)
-				}
-			}
-		}
-		for j, g := range u.Gateways {
-			if ad := ps.addr(fmt.Sprintf("%s.gateways[%d]", p, j), g); ad.IsValid() {
-				u.GWs = append(u.GWs, ad)
-			}
-		}
-		var err error
-		if u.DownBps, err = parseRate(u.DownRate); err != nil || u.DownBps == 0 {
-			ps.add(p+".down_rate", "%q is not a rate above zero (e.g. 20mbit)", u.DownRate)
-		}
-		if u.UpBps, err = parseRate(u.UpRate); err != nil || u.UpBps == 0 {
-			ps.add(p+".up_rate", "%q is not a rate above zero (e.g. 5mbit)", u.UpRate)
-		}
-		if u.Table == 0 {
-			u.Table = c.TUN.Table + 1 + i
-		}
-		checkTable(ps, p+".table", u.Table)
+		u.validate(ps, p)
 		if other, dup := tables[u.Table]; dup {
 			ps.add(p+".table", "table %d is already used by %s", u.Table, other)
 		}
 		tables[u.Table] = p + ".table"
-		u.Probe.fill(DefaultProbe())
 		u.Probe.validate(ps, p+".probe")
 	}
+	return names
+}
 
-	h := &c.HAG
+// validate checks one uplink's own fields but its probe (validateUplinks
+// checks that after the table collisions, in the order of the file); p is
+// its path, uplinks[i].
+func (u *Uplink) validate(ps *problems, p string) {
+	checkIfName(ps, p+".interface", u.Interface)
+	ps.oneOf(p+".role", u.Role, roles...)
+	if len(u.Addresses) == 0 || (len(u.Addresses) == 1 && u.Addresses[0] == "auto") {
+		u.Auto = true
+	} else {
+		for j, a := range u.Addresses {
+			if a == "auto" {
+				ps.add(fmt.Sprintf("%s.addresses[%d]", p, j), `"auto" must stand alone`)
+				continue
+			}
+			if ad := ps.addr(fmt.Sprintf("%s.addresses[%d]", p, j), a); ad.IsValid() {
+				u.Addrs = append(u.Addrs, ad)
+			}
+		}
+	}
+	for j, g := range u.Gateways {
+		if ad := ps.addr(fmt.Sprintf("%s.gateways[%d]", p, j), g); ad.IsValid() {
+			u.GWs = append(u.GWs, ad)
+		}
+	}
+	var err error
+	if u.DownBps, err = parseRate(u.DownRate); err != nil || u.DownBps == 0 {
+		ps.add(p+".down_rate", "%q is not a rate above zero (e.g. 20mbit)", u.DownRate)
+	}
+	if u.UpBps, err = parseRate(u.UpRate); err != nil || u.UpBps == 0 {
+		ps.add(p+".up_rate", "%q is not a rate above zero (e.g. 5mbit)", u.UpRate)
+	}
+	checkTable(ps, p+".table", u.Table)
+}
+
+func (h *HAGPeer) validate(ps *problems) {
 	if len(h.Addresses) == 0 {
 		ps.add("hag.addresses", "at least one hag address is required")
 	}
@@ -255,9 +297,15 @@ func (c *HCPE) validate(ps *problems) {
 	if len(h.CPEID) > 64 {
 		ps.add("hag.cpe_id", "is longer than 64 bytes")
 	}
+	if h.KeyID < 0 || h.KeyID > 255 {
+		ps.add("hag.key_id", "%d is outside 0..255", h.KeyID)
+	}
 	ps.positive("hag.connect_timeout", int64(h.ConnectTimeout))
+}
 
-	b := &c.Bypass
+// validate checks the bypass lists; uplinks names the uplinks that
+// bypass.uplink may refer to.
+func (b *Bypass) validate(ps *problems, uplinks map[string]bool) {
 	b.Dsts = ps.prefixes("bypass.destinations", b.Destinations)
 	b.Srcs = ps.prefixes("bypass.sources", b.Sources)
 	for i, s := range b.Ports {
@@ -265,17 +313,26 @@ func (c *HCPE) validate(ps *problems) {
 			b.PortRanges = append(b.PortRanges, r)
 		}
 	}
-	if b.Uplink != "" && !names[b.Uplink] {
+	if b.Uplink != "" && !uplinks[b.Uplink] {
 		ps.add("bypass.uplink", "%q is not the name of an uplink", b.Uplink)
 	}
+}
 
-	ps.positive("limits.handshakes_in_flight", int64(c.Limits.HandshakesInFlight))
-	ps.positive("limits.handshakes_per_host", int64(c.Limits.HandshakesPerHost))
-	ps.positive("limits.flows", int64(c.Limits.Flows))
-	if c.Limits.IdleTimeout < 0 {
+func (l *CPELimit) validate(ps *problems) {
+	ps.positive("limits.handshakes_in_flight", int64(l.HandshakesInFlight))
+	ps.positive("limits.handshakes_per_host", int64(l.HandshakesPerHost))
+	ps.positive("limits.flows", int64(l.Flows))
+	ps.positive("limits.flows_per_host", int64(l.FlowsPerHost))
+	if l.MemoryLimitMB < 0 {
+		ps.add("limits.memory_limit_mb", "must not be negative (0 sets no ceiling)")
+	}
+	if l.IdleTimeout < 0 {
 		ps.add("limits.idle_timeout", "must not be negative")
 	}
-	pol := c.Policy
+	ps.positive("limits.shutdown_grace", int64(l.ShutdownGrace))
+}
+
+func (pol *Policy) validate(ps *problems) {
 	if pol.OverflowOff <= 0 || pol.OverflowOn > 1 || pol.OverflowOff > pol.OverflowOn {
 		ps.add("policy", "need 0 < overflow_off (%g) <= overflow_on (%g) <= 1", pol.OverflowOff, pol.OverflowOn)
 	}
@@ -285,35 +342,19 @@ func (c *HCPE) validate(ps *problems) {
 	if pol.RTTGuard < 0 || pol.RTTGuardHysteresis < 0 || pol.RTTGuardHysteresis > pol.RTTGuard {
 		ps.add("policy.rtt_guard_hysteresis", "need 0 <= rtt_guard_hysteresis (%v) <= rtt_guard (%v)", pol.RTTGuardHysteresis, pol.RTTGuard)
 	}
-	if c.Pool.Floor < 0 || c.Pool.Ceiling < c.Pool.Floor || c.Pool.Ceiling > 1024 {
-		ps.add("pool", "need 0 <= floor (%d) <= ceiling (%d) <= 1024", c.Pool.Floor, c.Pool.Ceiling)
+}
+
+func (p *Pool) validate(ps *problems) {
+	if p.Floor < 0 || p.Ceiling < p.Floor || p.Ceiling > 1024 {
+		ps.add("pool", "need 0 <= floor (%d) <= ceiling (%d) <= 1024", p.Floor, p.Ceiling)
 	}
-	ps.positive("pool.window", int64(c.Pool.Window))
-	ps.positive("pool.max_idle", int64(c.Pool.MaxIdle))
-	ps.listen("metrics.listen", c.Metrics.Listen)
-	ps.adminListen(c.Admin)
+	ps.positive("pool.window", int64(p.Window))
+	ps.positive("pool.max_idle", int64(p.MaxIdle))
 }
 
 func (l *Log) validate(ps *problems) {
 	ps.oneOf("log.level", l.Level, "debug", "info", "warn", "error")
 	ps.oneOf("log.format", l.Format, "auto", "text", "json")
-}
-
-// fill takes omitted probe fields from def: YAML cannot give a list
-// element defaults before it is decoded.
-func (p *Probe) fill(def Probe) {
-	if p.Interval == 0 {
-		p.Interval = def.Interval
-	}
-	if p.Timeout == 0 {
-		p.Timeout = def.Timeout
-	}
-	if p.DownAfter == 0 {
-		p.DownAfter = def.DownAfter
-	}
-	if p.UpAfter == 0 {
-		p.UpAfter = def.UpAfter
-	}
 }
 
 func (p *Probe) validate(ps *problems, path string) {
@@ -375,6 +416,6 @@ func loadKey(ps *problems, path, inline, file string) []byte {
 // NewKey returns a fresh random key in the hex form configs hold.
 func NewKey() string {
 	var b [32]byte
-	_, _ = rand.Read(b[:])
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never returns an error (Go 1.24)
 	return hex.EncodeToString(b[:])
 }

@@ -107,9 +107,16 @@
 //
 // # Cookie token (hybridgw, inside the Cookie TLV)
 //
-//	+---------------+---------------+-------------------------------+
-//	|  Version = 1  |  ID Length N  |  CPE ID (N bytes, 1..64) ...  |
-//	+---------------+---------------+-------------------------------+
+// Version 2, which hcpe sends:
+//
+//	+---------------+---------------+---------------+---------------+
+//	|  Version = 2  |    Key ID     |  ID Length N  |  CPE ID ...   /
+//	+---------------+---------------+---------------+---------------+
+//	/              CPE ID (N bytes, 1..64), continued               /
+//	+---------------------------------------------------------------+
+//	|                     Nonce (64 random bits)                    |
+//	|                                                               |
+//	+---------------------------------------------------------------+
 //	|             Issue time, unix seconds (64 bits)                |
 //	|                                                               |
 //	+---------------------------------------------------------------+
@@ -117,13 +124,21 @@
 //	|                                                               |
 //	+---------------------------------------------------------------+
 //
-// The MAC is keyed with the CPE's own key and covers a domain label, every
-// byte above it (version, ID, time) and the Connect it authorises: the
-// destination (16-byte address, 2-byte port) and, when the Client Address
-// TLV is present, a 1 flag and that address and port (else a 0 flag). A
-// captured cookie therefore names one CPE, one destination and one LAN
-// source, and expires after the verifier's skew window. It does not stop a
-// replay to the same destination inside that window; the converter's
-// address authorisation and TFO's replay caveats (RFC 8803 §9) still apply.
-// 128 bits of MAC suffice because forging needs an online guess per try.
+// Version 1, which hcpe sent before key ids and hag still accepts as Key
+// ID 0, has neither Key ID nor Nonce: Version = 1, ID Length, CPE ID,
+// Issue time, MAC. Fields are not aligned; the Cookie TLV pads the token
+// with zeros to a word boundary (at most 3 bytes, all zero).
+//
+// The MAC is keyed with the CPE's key that Key ID names and covers a
+// domain label, every byte above it (version, key id, ID, nonce, time) and
+// the Connect it authorises: the destination (16-byte address, 2-byte
+// port) and, when the Client Address TLV is present, a 1 flag and that
+// address and port (else a 0 flag). A captured cookie therefore names one
+// CPE, one key, one destination and one LAN source, and expires after the
+// verifier's skew window. The Key ID lets a converter hold a CPE's old and
+// new key at once while CPEs move from one to the other. The nonce makes
+// every cookie distinct, so a converter can remember the cookies it
+// accepted within the skew window and accept each one once (hag does:
+// internal/replay); a retry therefore needs a fresh cookie. 128 bits of
+// MAC suffice because forging needs an online guess per try.
 package convert

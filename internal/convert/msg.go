@@ -2,7 +2,6 @@ package convert
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net/netip"
 	"strconv"
 )
@@ -18,40 +17,6 @@ const (
 	// least 30 seconds" (§6.2.8).
 	defaultBackOffSeconds = 30
 )
-
-// TLVType is a Convert TLV type (§6.2.2 Table 1, §10.2.2).
-type TLVType uint8
-
-const (
-	TypeInfo              TLVType = 0x01
-	TypeConnect           TLVType = 0x0A
-	TypeExtendedTCPHeader TLVType = 0x14
-	TypeSupportedTCPExt   TLVType = 0x15
-	TypeCookie            TLVType = 0x16
-	TypeError             TLVType = 0x1E
-	// TypeClientAddress is hybridgw's private-use TLV (see the package doc).
-	TypeClientAddress TLVType = 0xC0
-)
-
-func (t TLVType) String() string {
-	switch t {
-	case TypeInfo:
-		return "Info"
-	case TypeConnect:
-		return "Connect"
-	case TypeExtendedTCPHeader:
-		return "Extended TCP Header"
-	case TypeSupportedTCPExt:
-		return "Supported TCP Extensions"
-	case TypeCookie:
-		return "Cookie"
-	case TypeError:
-		return "Error"
-	case TypeClientAddress:
-		return "Client Address"
-	}
-	return "TLVType(" + strconv.Itoa(int(t)) + ")"
-}
 
 // Msg is one Convert message: the fixed header and the TLVs it frames.
 // Each TLV is present at most once (§6.2.1); how presence is shown depends on
@@ -98,23 +63,8 @@ type ErrorTLV struct {
 
 // Has reports whether m carries a TLV of type t.
 func (m *Msg) Has(t TLVType) bool {
-	switch t {
-	case TypeInfo:
-		return m.Info
-	case TypeConnect:
-		return m.Connect.Dst.IsValid()
-	case TypeExtendedTCPHeader:
-		return m.ExtTCPHeader != nil
-	case TypeSupportedTCPExt:
-		return m.SupportedExt != nil
-	case TypeCookie:
-		return m.Cookie != nil
-	case TypeError:
-		return m.HasError
-	case TypeClientAddress:
-		return m.ClientAddr.IsValid()
-	}
-	return false
+	i := tlvIndex(t)
+	return i >= 0 && tlvs[i].codec.has(*m)
 }
 
 // ParseHeader validates the fixed header at the start of b and returns the
@@ -152,7 +102,7 @@ func Parse(b []byte) (Msg, int, error) {
 	if len(b) < n {
 		return Msg{}, 0, ErrShort
 	}
-	var seen uint8
+	var seen uint8 // bit i set: a tlvs[i] was seen
 	for off := HeaderLen; off < n; {
 		// off and n are multiples of 4, so a whole TLV header is here.
 		t := TLVType(b[off])
@@ -167,97 +117,21 @@ func Parse(b []byte) (Msg, int, error) {
 		if l > n-off {
 			return Msg{}, 0, perr(MalformedMessage, "tlv.length", off+1, t.String()+" TLV overruns total length")
 		}
-		bit := typeBit(t)
-		if bit == 0 {
+		i := tlvIndex(t)
+		if i < 0 {
 			return Msg{}, 0, perr(UnsupportedMessage, "tlv.type", off, "unsupported "+t.String()+" TLV")
 		}
+		bit := uint8(1) << i
 		if seen&bit != 0 {
 			return Msg{}, 0, perr(MalformedMessage, "tlv.type", off, "duplicate "+t.String()+" TLV")
 		}
 		seen |= bit
-		if err := m.parseTLV(t, b[off:off+l], off); err != nil {
+		if m, err = tlvs[i].codec.parse(m, b[off:off+l], off); err != nil {
 			return Msg{}, 0, err
 		}
 		off += l
 	}
 	return m, n, nil
-}
-
-// typeBit gives each known type a bit for duplicate detection; 0 means the
-// type is not one this codec understands.
-func typeBit(t TLVType) uint8 {
-	switch t {
-	case TypeInfo:
-		return 1 << 0
-	case TypeConnect:
-		return 1 << 1
-	case TypeExtendedTCPHeader:
-		return 1 << 2
-	case TypeSupportedTCPExt:
-		return 1 << 3
-	case TypeCookie:
-		return 1 << 4
-	case TypeError:
-		return 1 << 5
-	case TypeClientAddress:
-		return 1 << 6
-	}
-	return 0
-}
-
-// parseTLV decodes one framed TLV v (header included) found at offset off.
-func (m *Msg) parseTLV(t TLVType, v []byte, off int) error {
-	switch t {
-	case TypeInfo:
-		if len(v) != 4 {
-			return perr(MalformedMessage, "info.length", off+1, "Info TLV length is not 1")
-		}
-		// The Zero field is not checked: §6.2.3 gives it no meaning.
-		m.Info = true
-	case TypeConnect:
-		if len(v) < 20 {
-			return perr(MalformedMessage, "connect.length", off+1, "Connect TLV shorter than 5 words")
-		}
-		dst, err := parseAddrPort(v[2:4], v[4:20], "connect", off)
-		if err != nil {
-			return err
-		}
-		opts, err := trimOptions(v[20:], off+20)
-		if err != nil {
-			return err
-		}
-		m.Connect = Connect{Dst: dst, Options: opts}
-	case TypeExtendedTCPHeader:
-		// The Unassigned field is ignored on receipt (§6.2.6).
-		m.ExtTCPHeader = v[4:len(v):len(v)]
-	case TypeSupportedTCPExt:
-		// Kind 0 is EOL, never a supported extension, so trailing zeros are
-		// padding (§6.2.4).
-		m.SupportedExt = trimZeros(v[4:len(v):len(v)])
-		for i, k := range m.SupportedExt {
-			// Kinds 1 and 2 MUST NOT appear (§6.2.4); a 0 before the
-			// padding is an EOL in the middle of the list. Append refuses
-			// the same kinds, so what parses re-encodes.
-			if k <= 2 {
-				return perr(MalformedMessage, "supported_ext.kind", off+4+i, "Supported TCP Extensions lists kind 0, 1 or 2")
-			}
-		}
-	case TypeCookie:
-		m.Cookie = v[4:len(v):len(v)]
-	case TypeError:
-		m.HasError = true
-		m.Error = ErrorTLV{Code: ErrorCode(v[2]), Value: v[3:len(v):len(v)]}
-	case TypeClientAddress:
-		if len(v) != 20 {
-			return perr(MalformedMessage, "client_address.length", off+1, "Client Address TLV length is not 5")
-		}
-		src, err := parseAddrPort(v[2:4], v[4:20], "client_address", off)
-		if err != nil {
-			return err
-		}
-		m.ClientAddr = src
-	}
-	return nil
 }
 
 func parseAddrPort(port, addr []byte, field string, off int) (netip.AddrPort, error) {
@@ -291,55 +165,6 @@ func badAddr(a netip.Addr) string {
 	return ""
 }
 
-// trimOptions validates the TCP Options field of an Extended Connect
-// (§6.2.5 Figure 19) and returns it without the zero padding, nil if empty.
-func trimOptions(b []byte, off int) ([]byte, error) {
-	end, reason := scanOptions(b)
-	if reason != "" {
-		return nil, perr(MalformedMessage, "connect.options", off+end, reason)
-	}
-	if len(b)-end >= 4 {
-		// Padding only reaches the next 32-bit boundary (§6.2.5): four
-		// zero bytes or more are not a Base Connect in disguise.
-		return nil, perr(MalformedMessage, "connect.options", off+end, "padding beyond the next 32-bit boundary")
-	}
-	if end == 0 {
-		return nil, nil
-	}
-	return b[:end:end], nil
-}
-
-// scanOptions walks Kind/Length options and returns where the options end
-// (the first EOL, which must start zero padding only) or why they are bad.
-func scanOptions(b []byte) (int, string) {
-	i := 0
-	for i < len(b) {
-		switch b[i] {
-		case 0:
-			for j := i; j < len(b); j++ {
-				if b[j] != 0 {
-					return j, "non-zero byte after the option padding"
-				}
-			}
-			return i, ""
-		case 1:
-			return i, "NOP option not allowed"
-		}
-		if i+1 >= len(b) {
-			return i, "TCP option without length"
-		}
-		l := int(b[i+1])
-		if l < 2 {
-			return i, "TCP option length below 2"
-		}
-		if l > len(b)-i {
-			return i, "TCP option overruns the Connect TLV"
-		}
-		i += l
-	}
-	return i, ""
-}
-
 func trimZeros(b []byte) []byte {
 	for len(b) > 0 && b[len(b)-1] == 0 {
 		b = b[:len(b)-1]
@@ -352,26 +177,10 @@ func pad4(n int) int { return (n + 3) &^ 3 }
 // Len returns the length of m on the wire, the number of bytes Append adds.
 func (m *Msg) Len() int {
 	n := HeaderLen
-	if m.Info {
-		n += 4
-	}
-	if m.Connect.Dst.IsValid() {
-		n += 20 + pad4(len(m.Connect.Options))
-	}
-	if m.ExtTCPHeader != nil {
-		n += 4 + pad4(len(m.ExtTCPHeader))
-	}
-	if m.SupportedExt != nil {
-		n += 4 + pad4(len(m.SupportedExt))
-	}
-	if m.Cookie != nil {
-		n += 4 + pad4(len(m.Cookie))
-	}
-	if m.HasError {
-		n += pad4(3 + max(len(m.Error.Value), 1))
-	}
-	if m.ClientAddr.IsValid() {
-		n += 20
+	for i := range tlvs {
+		if c := tlvs[i].codec; c.has(*m) {
+			n += c.wireLen(*m)
+		}
 	}
 	return n
 }
@@ -383,66 +192,26 @@ type encodeError struct{ field, reason string }
 func (e *encodeError) Error() string { return "convert: cannot encode " + e.field + ": " + e.reason }
 
 // Append appends the wire form of m to b, TLVs in type order. It refuses a
-// message a conforming receiver would reject, so a peer never has to.
+// message a conforming receiver would reject, so a peer never has to; on
+// error b is returned unchanged.
 func (m *Msg) Append(b []byte) ([]byte, error) {
 	n := m.Len()
 	if n > MaxMsgLen {
 		return b, &encodeError{"message", "longer than 1020 bytes"}
 	}
-	if m.Connect.Dst.IsValid() {
-		if err := checkAddrPort(m.Connect.Dst, "connect"); err != nil {
-			return b, err
-		}
-		if end, reason := scanOptions(m.Connect.Options); reason != "" || end != len(m.Connect.Options) {
-			if reason == "" {
-				reason = "zero byte inside the options"
+	// Every check before the first byte is written.
+	for i := range tlvs {
+		if c := tlvs[i].codec; c.has(*m) {
+			if err := c.check(*m); err != nil {
+				return b, err
 			}
-			return b, &encodeError{"connect.options", reason}
-		}
-	}
-	for _, k := range m.SupportedExt {
-		if k <= 2 {
-			// EOL, NOP and MSS are never listed (§6.2.4); a zero would
-			// also read as padding.
-			return b, &encodeError{"supported_ext", fmt.Sprintf("TCP option kind %d is not allowed", k)}
-		}
-	}
-	if m.ClientAddr.IsValid() {
-		if err := checkAddrPort(m.ClientAddr, "client_address"); err != nil {
-			return b, err
 		}
 	}
 	b = append(b, Version, byte(n/4), Magic>>8, Magic&0xff)
-	if m.Info {
-		b = append(b, byte(TypeInfo), 1, 0, 0)
-	}
-	if m.Connect.Dst.IsValid() {
-		l := 20 + pad4(len(m.Connect.Options))
-		b = appendAddrPort(append(b, byte(TypeConnect), byte(l/4)), m.Connect.Dst)
-		b = appendPadded(b, m.Connect.Options)
-	}
-	if m.ExtTCPHeader != nil {
-		b = appendPadded(append(b, byte(TypeExtendedTCPHeader), byte(1+pad4(len(m.ExtTCPHeader))/4), 0, 0), m.ExtTCPHeader)
-	}
-	if m.SupportedExt != nil {
-		b = appendPadded(append(b, byte(TypeSupportedTCPExt), byte(1+pad4(len(m.SupportedExt))/4), 0, 0), m.SupportedExt)
-	}
-	if m.Cookie != nil {
-		b = appendPadded(append(b, byte(TypeCookie), byte(1+pad4(len(m.Cookie))/4), 0, 0), m.Cookie)
-	}
-	if m.HasError {
-		v := m.Error.Value
-		l := pad4(3 + max(len(v), 1))
-		b = append(b, byte(TypeError), byte(l/4), byte(m.Error.Code))
-		if len(v) == 0 {
-			b = append(b, 0)
-		} else {
-			b = append(b, v...)
+	for i := range tlvs {
+		if c := tlvs[i].codec; c.has(*m) {
+			b = c.appendTo(b, *m)
 		}
-		b = appendZeros(b, l-3-max(len(v), 1))
-	}
-	if m.ClientAddr.IsValid() {
-		b = appendAddrPort(append(b, byte(TypeClientAddress), 5), m.ClientAddr)
 	}
 	return b, nil
 }

@@ -97,6 +97,7 @@ func (c *CPE) connect(ctx context.Context, hag netip.AddrPort, first attempt, sy
 				continue
 			}
 			if r.conn != nil { // a loser that completed too
+				// Fails only on a closed conn: nothing to reset then.
 				_ = r.conn.SetLinger(0)
 				r.conn.Close()
 			}

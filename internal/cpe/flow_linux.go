@@ -101,18 +101,29 @@ func (c *CPE) dial(ctx context.Context, id netstack.FlowID) (netstack.Upstream, 
 		return fail("no_uplink", netstack.RejectNetUnreachable, errors.New("no live uplink with an address"))
 	}
 	f.uplink = uplink
-	var cookie []byte
-	if len(c.cfg.HAG.KeyRaw) > 0 {
-		var err error
-		if cookie, err = convert.MakeCookie(c.cfg.HAG.KeyRaw, c.cfg.HAG.CPEID, time.Now(), id.Dst, id.Src); err != nil {
-			return fail("internal", netstack.RejectReset, err)
-		}
-	}
-	msg := convert.ConnectMsg(id.Dst, id.Src, cookie)
+	// Each message sent gets a fresh cookie: hag accepts a cookie once, and
+	// a message that reached it on a connection given up here (a warm one
+	// that stalled, a raced SYN) may have used it.
 	var wire [convert.MaxMsgLen]byte
-	first, err := msg.Append(wire[:0])
+	message := func() ([]byte, error) {
+		var cookie []byte
+		if len(c.cfg.HAG.KeyRaw) > 0 {
+			var err error
+			key := convert.CookieKey{ID: uint8(c.cfg.HAG.KeyID), Secret: c.cfg.HAG.KeyRaw}
+			if cookie, err = convert.MakeCookie(key, c.cfg.HAG.CPEID, time.Now(), id.Dst, id.Src); err != nil {
+				return nil, err
+			}
+		}
+		msg := convert.ConnectMsg(id.Dst, id.Src, cookie)
+		b, err := msg.Append(wire[:0])
+		if err != nil {
+			return nil, fmt.Errorf("encoding Connect: %w", err)
+		}
+		return b, nil
+	}
+	first, err := message()
 	if err != nil {
-		return fail("internal", netstack.RejectReset, fmt.Errorf("encoding Connect: %w", err))
+		return fail("internal", netstack.RejectReset, err)
 	}
 	timeout := c.cfg.HAG.ConnectTimeout
 	// A warm connection saves the handshake's round trip. If it turns out
@@ -130,6 +141,9 @@ func (c *CPE) dial(ctx context.Context, id netstack.FlowID) (netstack.Upstream, 
 		w.conn.Close()
 		c.m.PoolDiscarded.WithLabelValues("dead").Inc()
 		log.Info("warm connection failed before hag answered; dialling afresh", "uplink", w.uplink, "err", err)
+		if first, err = message(); err != nil {
+			return fail("internal", netstack.RejectReset, err)
+		}
 	}
 	var synData []byte
 	if c.cfg.HAG.FastOpen {
@@ -150,6 +164,14 @@ func (c *CPE) dial(ctx context.Context, id netstack.FlowID) (netstack.Upstream, 
 	}
 	var msg1 []byte
 	if !a.sent {
+		// The SYN data of an attempt that lost the race may have reached
+		// hag: this message gets its own cookie.
+		if c.cfg.HAG.FastOpen {
+			if first, err = message(); err != nil {
+				a.conn.Close()
+				return fail("internal", netstack.RejectReset, err)
+			}
+		}
 		msg1 = first
 	}
 	err = c.exchange(ctx, a.conn, msg1, timeout)
@@ -161,6 +183,8 @@ func (c *CPE) dial(ctx context.Context, id netstack.FlowID) (netstack.Upstream, 
 // open for the caller to close.
 func (c *CPE) exchange(ctx context.Context, conn *net.TCPConn, msg []byte, timeout time.Duration) error {
 	if msg != nil {
+		// Deadline setters fail only on a closed conn, and the I/O after
+		// them then fails and says so; the same below.
 		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
 		_, err := conn.Write(msg)
 		_ = conn.SetWriteDeadline(time.Time{})
@@ -191,6 +215,8 @@ var errWarmStalled = errors.New("the Convert message was not acknowledged in tim
 // waits for hag's dial to the server, under the full timeout.
 func (c *CPE) exchangeWarm(ctx context.Context, conn *net.TCPConn, uplink string, msg []byte, timeout time.Duration) error {
 	start := time.Now()
+	// Deadline setters fail only on a closed conn, and the I/O after them
+	// then fails and says so.
 	_ = conn.SetWriteDeadline(start.Add(timeout))
 	_, err := conn.Write(msg)
 	_ = conn.SetWriteDeadline(time.Time{})
@@ -317,6 +343,7 @@ func (p *finalPoll) Close() error {
 
 // Abort makes the relay's reset a RST: the wrapper hides *net.TCPConn from
 // its type switch.
+// SetLinger fails only on a closed conn, which has nothing left to reset.
 func (p *finalPoll) Abort() { _ = p.TCPConn.SetLinger(0) }
 
 // KernelConn lets the relay wait for the MPTCP socket on its Poller

@@ -112,7 +112,9 @@ func (p *warmPool) take() (w warm, ok bool) {
 }
 
 func (p *warmPool) discard(w warm, reason string) {
-	_ = w.conn.SetLinger(0) // hag holds nothing for it; no FIN exchange needed
+	// hag holds nothing for it; no FIN exchange needed. SetLinger fails
+	// only on a closed conn, which Close below then does not mind.
+	_ = w.conn.SetLinger(0)
 	w.conn.Close()
 	p.c.m.PoolDiscarded.WithLabelValues(reason).Inc()
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hybridgw/internal/config"
+	"hybridgw/internal/memlimit"
 	"hybridgw/internal/metrics"
 	"hybridgw/internal/mptcp/pm"
 	"hybridgw/internal/netstack"
@@ -20,19 +21,19 @@ import (
 	"hybridgw/internal/tun"
 )
 
-// shutdownGrace is how long established flows may finish after SIGTERM
-// before they are reset.
-const shutdownGrace = 5 * time.Second
-
 // Run intercepts LAN TCP until ctx is cancelled.
 //
 // Start order: remove what a crashed run left; set the path-manager limits;
 // install uplink routing and endpoints; open the TUN; steer LAN TCP into
 // it; start the netstack. Shutdown order is the reverse: stop admitting
 // SYNs (new LAN connections get a RST from the kernel once steering is
-// gone); let flows finish for a grace period; close the netstack (resetting
-// what is left); remove steering; remove uplink rules, routes and
-// endpoints; stop the metrics server.
+// gone); let flows finish for limits.shutdown_grace; close the netstack
+// (resetting what is left); stop the relays' epoll poller; stop the
+// subflow poller and the metrics and admin
+// servers; remove steering; stop the warm pool, health and uplinks (which
+// removes uplink rules, routes and endpoints); close the path manager.
+// The last steps are one deferred sequence, so that a start that fails
+// half way undoes what it had done in the same order.
 func (c *CPE) Run(ctx context.Context) (err error) {
 	if err := c.ownSysctls(); err != nil {
 		return err
@@ -41,7 +42,37 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("opening the MPTCP path manager (is net.mptcp.enabled=1?): %w", err)
 	}
-	defer p.Close()
+	// Each stop function is a no-op until its part has started.
+	nop := func() {}
+	var wg sync.WaitGroup
+	stopUplinks, stopHealth, stopPool, stopStack, stopMetrics, stopPoll := nop, nop, nop, nop, nop, nop
+	stopRelays := nop
+	steered := false
+	defer func() {
+		// The stop sequence. On the normal path the netstack was already
+		// stopped below, after the flows' grace.
+		stopStack()
+		stopRelays() // after the stack: it has ended every flow
+		stopPoll()
+		stopMetrics() // metrics and admin
+		if steered {
+			c.reloadMu.Lock()
+			if rerr := c.steer.Remove(); rerr != nil {
+				c.log.Error("removing LAN steering", "err", rerr)
+			}
+			c.steer = nil
+			c.reloadMu.Unlock()
+		}
+		// The pool dials over the uplinks and asks health which are
+		// alive, so it stops (closing every warm connection) before
+		// either does; uplinks remove their rules, routes and endpoints
+		// as they stop.
+		stopPool()
+		stopHealth()
+		stopUplinks()
+		wg.Wait()
+		p.Close()
+	}()
 	c.ups = newUplinks(c.cfg, c.log, p)
 	if err := c.ups.cleanStale(); err != nil {
 		c.log.Warn("removing leftovers of an earlier run", "err", err)
@@ -52,28 +83,22 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("setting MPTCP path-manager limits: %w", err)
 	}
 
-	var wg sync.WaitGroup
-	upCtx, stopUplinks := context.WithCancel(context.Background())
+	upCtx, cancelUplinks := context.WithCancel(context.Background())
+	stopUplinks = cancelUplinks
 	upReady := make(chan struct{})
-	wg.Add(1)
-	go func() { defer wg.Done(); c.ups.run(upCtx, upReady) }()
-	defer func() { stopUplinks(); wg.Wait() }()
+	wg.Go(func() { c.ups.run(upCtx, upReady) })
 	<-upReady
 
 	c.health = newHealth(c)
-	hctx, stopHealth := context.WithCancel(context.Background())
-	wg.Add(1)
-	go func() { defer wg.Done(); c.health.run(hctx) }()
-	defer stopHealth()
+	hctx, cancelHealth := context.WithCancel(context.Background())
+	stopHealth = cancelHealth
+	wg.Go(func() { c.health.run(hctx) })
 
-	// The pool dials over the uplinks and asks health which are alive, so
-	// it stops (closing every warm connection) before either does.
 	c.pool = newWarmPool(c)
 	if c.pool != nil {
-		poolCtx, stopPool := context.WithCancel(context.Background())
-		wg.Add(1)
-		go func() { defer wg.Done(); c.pool.run(poolCtx) }()
-		defer stopPool()
+		poolCtx, cancelPool := context.WithCancel(context.Background())
+		stopPool = cancelPool
+		wg.Go(func() { c.pool.run(poolCtx) })
 	}
 
 	dev, err := tun.Open(c.cfg.TUN.Name, c.cfg.TUN.MTU)
@@ -93,66 +118,61 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 		dev.Close()
 		return fmt.Errorf("steering LAN TCP into %s: %w", c.cfg.TUN.Name, err)
 	}
-	defer func() {
-		c.reloadMu.Lock()
-		defer c.reloadMu.Unlock()
-		if rerr := c.steer.Remove(); rerr != nil {
-			c.log.Error("removing LAN steering", "err", rerr)
-		}
-		c.steer = nil
-	}()
+	steered = true
+
+	// The memory ceiling: the runtime's soft limit, and new LAN flows
+	// refused while memory is near it.
+	mem := memlimit.New(int64(c.cfg.Limits.MemoryLimitMB) << 20)
+	memCtx, stopMem := context.WithCancel(context.Background())
+	wg.Add(1)
+	go func() { defer wg.Done(); mem.Run(memCtx, 250*time.Millisecond) }()
+	defer stopMem()
 
 	// The relays park idle flows on the poller; it runs until the stack
-	// has ended every flow (the deferred Close runs after stopStack).
+	// has ended every flow.
 	if c.poller, err = relay.NewPoller(); err != nil {
 		dev.Close()
 		return err
 	}
-	defer c.poller.Close()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	stopRelays = func() { _ = c.poller.Close() }
+	wg.Go(func() {
 		if err := c.poller.Run(); err != nil {
 			c.log.Error("relay poller stopped", "err", err)
 		}
-	}()
+	})
 
 	st, err := netstack.New(netstack.Config{
 		Device: dev, MTU: c.cfg.TUN.MTU,
 		Dial: c.dial, Start: c.start,
 		MaxInFlight: c.cfg.Limits.HandshakesInFlight, MaxInFlightPerHost: c.cfg.Limits.HandshakesPerHost,
-		MaxFlows:    c.cfg.Limits.Flows + c.cfg.Limits.HandshakesInFlight,
-		DialTimeout: c.cfg.HAG.ConnectTimeout + time.Second,
-		Logger:      c.log,
+		MaxFlows:        c.cfg.Limits.Flows + c.cfg.Limits.HandshakesInFlight,
+		MaxFlowsPerHost: c.cfg.Limits.FlowsPerHost,
+		Overloaded:      mem.Tight,
+		DialTimeout:     c.cfg.HAG.ConnectTimeout + time.Second,
+		Logger:          c.log,
 	})
 	if err != nil {
 		dev.Close()
 		return fmt.Errorf("configuring the netstack: %w", err)
 	}
 	stackErr := make(chan error, 1)
-	stackCtx, stopStack := context.WithCancel(context.Background())
-	defer stopStack()
-	wg.Add(1)
-	go func() { defer wg.Done(); stackErr <- st.Run(stackCtx) }()
+	stackCtx, cancelStack := context.WithCancel(context.Background())
+	stopStack = cancelStack
+	wg.Go(func() { stackErr <- st.Run(stackCtx) })
 
-	metricsCtx, stopMetrics := context.WithCancel(context.Background())
-	defer stopMetrics()
+	metricsCtx, cancelMetrics := context.WithCancel(context.Background())
+	stopMetrics = cancelMetrics
 	merr := make(chan error, 1)
-	wg.Add(1)
-	go func() { defer wg.Done(); merr <- metrics.Serve(metricsCtx, c.cfg.Metrics.Listen, c.m.Registry, c.log) }()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() { merr <- metrics.Serve(metricsCtx, c.cfg.Metrics.Listen, c.m.Registry, c.log) })
+	wg.Go(func() {
 		if err := c.serveAdmin(metricsCtx); err != nil {
 			c.log.Error("admin API unavailable", "err", err)
 		}
-	}()
+	})
 
-	pollCtx, stopPoll := context.WithCancel(context.Background())
-	defer stopPoll()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	pollCtx, cancelPoll := context.WithCancel(context.Background())
+	stopPoll = cancelPoll
+	wg.Go(func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		var last netstack.Stats
@@ -172,10 +192,12 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 				c.m.NetstackDrops.WithLabelValues("handshakes").Add(float64(s.DropInFlight - last.DropInFlight))
 				c.m.NetstackDrops.WithLabelValues("handshakes_per_host").Add(float64(s.DropPerHost - last.DropPerHost))
 				c.m.NetstackDrops.WithLabelValues("flows").Add(float64(s.DropFlows - last.DropFlows))
+				c.m.NetstackDrops.WithLabelValues("flows_per_host").Add(float64(s.RefusedPerHost - last.RefusedPerHost))
+				c.m.NetstackDrops.WithLabelValues("memory").Add(float64(s.RefusedMemory - last.RefusedMemory))
 				last = s
 			}
 		}
-	}()
+	})
 
 	c.log.Info("intercepting LAN TCP", "tun", c.cfg.TUN.Name, "lan", c.cfg.LAN.Interfaces)
 	close(c.ready)
@@ -187,10 +209,14 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 	case err = <-merr:
 		merr <- nil
 	}
+	// Stop admitting SYNs, give the open flows their grace (only on a
+	// requested stop, not when the netstack or metrics failed), then close
+	// the netstack, which resets what is left. The deferred sequence does
+	// the rest.
 	st.StopAccepting()
-	deadline := time.Now().Add(shutdownGrace)
+	deadline := time.Now().Add(c.cfg.Limits.ShutdownGrace)
 	for st.Stats().Active > 0 && time.Now().Before(deadline) && ctx.Err() != nil {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // the netstack has no drain event to wait on
 	}
 	if n := st.Stats().Active; n > 0 {
 		c.log.Warn("resetting flows still open at shutdown", "flows", n)
@@ -199,8 +225,6 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 	if serr := <-stackErr; serr != nil && !errors.Is(serr, context.Canceled) {
 		err = errors.Join(err, serr)
 	}
-	stopPoll()
-	stopMetrics()
 	return err
 }
 
@@ -317,7 +341,8 @@ func sameBypass(a, b config.Bypass) bool {
 }
 
 // restartOnly names the settings that differ and that a reload cannot
-// apply.
+// apply. TestReloadClassifiesEveryField keeps it complete: a config field
+// is either here or applied by reload.
 func restartOnly(old, nw *config.HCPE) []string {
 	var out []string
 	if !slices.Equal(old.LAN.Interfaces, nw.LAN.Interfaces) {
@@ -338,11 +363,14 @@ func restartOnly(old, nw *config.HCPE) []string {
 		}
 	}
 	if !slices.Equal(old.HAG.Addresses, nw.HAG.Addresses) || old.HAG.Port != nw.HAG.Port || old.HAG.CPEID != nw.HAG.CPEID ||
-		string(old.HAG.KeyRaw) != string(nw.HAG.KeyRaw) || old.HAG.ConnectTimeout != nw.HAG.ConnectTimeout || old.HAG.FastOpen != nw.HAG.FastOpen {
+		string(old.HAG.KeyRaw) != string(nw.HAG.KeyRaw) || old.HAG.KeyID != nw.HAG.KeyID || old.HAG.ConnectTimeout != nw.HAG.ConnectTimeout || old.HAG.FastOpen != nw.HAG.FastOpen {
 		out = append(out, "hag")
 	}
 	if old.Limits != nw.Limits {
 		out = append(out, "limits")
+	}
+	if old.Pool != nw.Pool {
+		out = append(out, "pool")
 	}
 	if old.Metrics != nw.Metrics || old.Admin != nw.Admin || old.Log != nw.Log {
 		out = append(out, "metrics/admin/log")

@@ -88,6 +88,8 @@ func (c *CPE) fallbackReason(conn *net.TCPConn) string {
 		return "stripped"
 	}
 	var retrans uint32
+	// Control fails only on a closed conn; retrans then stays 0 and the
+	// answer is the conservative "stripped".
 	_ = rc.Control(func(fd uintptr) {
 		if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
 			retrans = ti.Total_retrans

@@ -86,6 +86,8 @@ func (u *uplinks) cleanStale() error {
 			for _, rt := range routes {
 				if rt.Protocol == tun.RouteProtocol {
 					rt := rt
+					// ESRCH if the kernel removed it with its link
+					// meanwhile; that is the goal anyway.
 					_ = netlink.RouteDel(&rt)
 				}
 			}
@@ -103,8 +105,15 @@ func (u *uplinks) run(ctx context.Context, ready chan<- struct{}) {
 	linkCh := make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{})
 	defer close(done)
-	_ = netlink.AddrSubscribe(addrCh, done)
-	_ = netlink.LinkSubscribe(linkCh, done)
+	// A subscription fails only when no netlink socket can be opened
+	// (EMFILE, ENOMEM); the ticker below then reconciles alone, a second
+	// late, so it is logged and not fatal.
+	if err := netlink.AddrSubscribe(addrCh, done); err != nil {
+		u.log.Warn("address changes seen only by the 1 s poll", "err", err)
+	}
+	if err := netlink.LinkSubscribe(linkCh, done); err != nil {
+		u.log.Warn("link changes seen only by the 1 s poll", "err", err)
+	}
 	u.reconcile()
 	close(ready)
 	t := time.NewTicker(time.Second)
@@ -206,6 +215,7 @@ func (u *uplinks) reconcileOne(up *uplink) {
 		id, err := u.pm.AddEndpoint(pm.Endpoint{Addr: a, IfIndex: ifidx, Flags: flags})
 		if err != nil {
 			log.Error("adding MPTCP endpoint", "addr", a.String(), "err", err)
+			// Undo the rule just added; ENOENT only if it is gone already.
 			_ = netlink.RuleDel(u.rule(up, a))
 			continue
 		}
@@ -251,6 +261,8 @@ func (u *uplinks) removeAddr(up *uplink, a netip.Addr) {
 			u.log.Warn("deleting MPTCP endpoint", "uplink", up.cfg.Name, "addr", a.String(), "err", err)
 		}
 	}
+	// ENOENT when the rule never went in (its endpoint failed) or was
+	// removed by hand; either way it is gone.
 	_ = netlink.RuleDel(u.rule(up, a))
 	delete(up.addrs, a)
 }
@@ -263,6 +275,8 @@ func (u *uplinks) removeAll() {
 			u.removeAddr(up, a)
 		}
 		for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+			// ESRCH for a family the uplink has no route in, or a route
+			// the kernel dropped with its link.
 			_ = netlink.RouteDel(u.route(up, fam))
 		}
 	}

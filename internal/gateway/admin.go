@@ -96,7 +96,7 @@ func (r *registry) snapshot() ([]*trackedFlow, map[string]cpeSeen, map[string][]
 // ctx is cancelled; "" disables it. It answers 503 until the listeners
 // are up.
 func (g *Gateway) serveAdmin(ctx context.Context) error {
-	return admin.Serve(ctx, g.cfg.Admin.Listen, admin.Handler(&hagAdmin{g: g, started: time.Now()}, g.ready), g.log)
+	return admin.Serve(ctx, g.cfg().Admin.Listen, admin.Handler(&hagAdmin{g: g, started: time.Now()}, g.ready), g.log)
 }
 
 // hagAdmin is hag's admin.Provider.
@@ -137,7 +137,7 @@ func (a *hagAdmin) Status(context.Context) (any, error) {
 		slices.SortFunc(out.Peers, netip.Addr.Compare)
 		return out
 	}
-	for _, c := range g.cfg.CPEs {
+	for _, c := range g.cfg().CPEs {
 		cs := seen(c.ID)
 		cs.Auth, cs.Configured = c.Auth, true
 		s.CPEs = append(s.CPEs, cs)

@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
 	"hybridgw/internal/config"
 	"hybridgw/internal/convert"
+	"hybridgw/internal/replay"
 )
 
 // refusal is a decision to answer with a Convert Error TLV. Why is for the
@@ -28,31 +31,40 @@ func refuse(code convert.ErrorCode, why string) *refusal {
 // authorize decides which CPE a request comes from, from the connection's
 // source address and the Cookie TLV, per each CPE's auth mode:
 //
-//   - cookie: the cookie must verify with the key of the CPE it names;
+//   - cookie: the cookie must verify with the key of the CPE it names (the
+//     key id the cookie names, among the CPE's one or two keys);
 //   - source: the peer address must lie in the CPE's WAN prefixes;
 //   - cookie+source: both, for the same CPE.
 //
 // A request without a cookie from a source that only a cookie CPE covers is
-// answered Missing Cookie (3), which tells an RFC client what to add.
-func authorize(cfg *config.HAG, peer netip.Addr, m *convert.Msg, now time.Time) (*config.CPE, *refusal) {
+// answered Missing Cookie (3), which tells an RFC client what to add. The
+// verified cookie is returned too (nil without one): whether it was used
+// before is decided later (Gateway.decide), once the flow is admitted.
+func authorize(cfg *config.HAG, peer netip.Addr, m *convert.Msg, now time.Time) (*config.CPE, *convert.Cookie, *refusal) {
 	peer = peer.Unmap()
 	if m.Cookie != nil {
-		lookup := func(id string) ([]byte, bool) {
+		keys := func(id string) ([]convert.CookieKey, bool) {
 			c := cfg.CPEByID(id)
 			if c == nil || c.Auth == "source" {
 				return nil, false
 			}
-			return c.KeyRaw, true
+			ks := make([]convert.CookieKey, len(c.CookieKeys))
+			for i, k := range c.CookieKeys {
+				ks[i] = convert.CookieKey{ID: uint8(k.ID), Secret: k.Raw}
+			}
+			return ks, true
 		}
-		id, err := convert.VerifyCookie(m.Cookie, lookup, m.Connect.Dst, m.ClientAddr, now, cfg.Limits.CookieMaxSkew)
+		ck, err := convert.VerifyCookie(m.Cookie, keys, m.Connect.Dst, m.ClientAddr, now, cfg.Limits.CookieMaxSkew)
 		if err != nil {
-			return nil, refuse(convert.NotAuthorized, "cookie from "+peer.String()+" rejected: "+err.Error())
+			r := refuse(convert.NotAuthorized, "cookie from "+peer.String()+" rejected: "+err.Error())
+			r.reason = cookieReason(err)
+			return nil, nil, r
 		}
-		c := cfg.CPEByID(id)
+		c := cfg.CPEByID(ck.CPEID)
 		if c.Auth == "cookie+source" && !inAny(peer, c.WAN) {
-			return nil, refuse(convert.NotAuthorized, "CPE "+id+" connected from "+peer.String()+", outside its wan_prefixes")
+			return nil, nil, refuse(convert.NotAuthorized, "CPE "+ck.CPEID+" connected from "+peer.String()+", outside its wan_prefixes")
 		}
-		return c, nil
+		return c, &ck, nil
 	}
 	var needsCookie *config.CPE
 	for i := range cfg.CPEs {
@@ -61,15 +73,54 @@ func authorize(cfg *config.HAG, peer netip.Addr, m *convert.Msg, now time.Time) 
 			continue
 		}
 		if c.Auth == "source" {
-			return c, nil
+			return c, nil, nil
 		}
 		needsCookie = c
 	}
 	if needsCookie != nil {
-		return nil, &refusal{code: convert.MissingCookie, tlv: convert.NewError(convert.MissingCookie, 0),
+		return nil, nil, &refusal{code: convert.MissingCookie, tlv: convert.NewError(convert.MissingCookie, 0),
 			why: "no cookie from " + peer.String() + " (CPE " + needsCookie.ID + " authenticates by cookie)"}
 	}
-	return nil, refuse(convert.NotAuthorized, "no CPE is configured for source "+peer.String())
+	return nil, nil, refuse(convert.NotAuthorized, "no CPE is configured for source "+peer.String())
+}
+
+// cookieReason is the hag_refusals_total reason of a cookie that did not
+// verify. unknown_key is what a CPE still on a key removed after a
+// rotation produces.
+func cookieReason(err error) string {
+	switch {
+	case errors.Is(err, convert.ErrCookieUnknownCPE):
+		return "cookie_unknown_cpe"
+	case errors.Is(err, convert.ErrCookieUnknownKey):
+		return "cookie_unknown_key"
+	case errors.Is(err, convert.ErrCookieExpired):
+		return "cookie_expired"
+	}
+	return "cookie_invalid"
+}
+
+// useCookie accepts a verified cookie once: the first use is remembered
+// until the cookie expires, a second is refused Not Authorized (RFC 8803
+// §6.2.8: an invalid Cookie TLV). When the filter is at its bound, hag
+// cannot tell, so the flow is refused Resource Exceeded rather than risk
+// accepting a replay.
+func useCookie(f *replay.Filter, ck *convert.Cookie, now time.Time, backoff time.Duration) *refusal {
+	switch f.Add(ck.Tag, ck.Issued, now) {
+	case replay.Replayed:
+		return replayed(ck)
+	case replay.Full:
+		r := refuse(convert.ResourceExceeded, "cookie replay filter full (limits.cookie_replay_entries)")
+		r.tlv = convert.NewError(convert.ResourceExceeded, backOffSeconds(backoff))
+		r.reason = "cookie_replay_full"
+		return r
+	}
+	return nil
+}
+
+func replayed(ck *convert.Cookie) *refusal {
+	r := refuse(convert.NotAuthorized, fmt.Sprintf("cookie of CPE %s (key id %d, issued %d) was used before", ck.CPEID, ck.KeyID, ck.Issued))
+	r.reason = "cookie_replay"
+	return r
 }
 
 func inAny(a netip.Addr, ps []netip.Prefix) bool {

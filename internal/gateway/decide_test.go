@@ -16,6 +16,7 @@ import (
 var (
 	keyA = []byte("0123456789abcdef-key-of-cpe-a")
 	keyB = []byte("0123456789abcdef-key-of-cpe-b")
+	keyC = []byte("0123456789abcdef-next-key-of-cpe-a")
 	now  = time.Unix(1_800_000_000, 0)
 )
 
@@ -29,9 +30,9 @@ func decideConfig() *config.HAG {
 	}
 	return &config.HAG{
 		CPEs: []config.CPE{
-			{ID: "both", Auth: "cookie+source", KeyRaw: keyA,
+			{ID: "both", Auth: "cookie+source", CookieKeys: []config.CPEKey{{ID: 0, Raw: keyA}, {ID: 1, Raw: keyC}},
 				WAN: pp("2001:db8:d5::/64", "198.51.100.0/28"), Clients: pp("2001:db8:10::/56", "192.0.2.0/28")},
-			{ID: "cookie", Auth: "cookie", KeyRaw: keyB,
+			{ID: "cookie", Auth: "cookie", CookieKeys: []config.CPEKey{{ID: 5, Raw: keyB}},
 				WAN: pp("2001:db8:c0::/64"), Clients: pp("2001:db8:20::/56")},
 			{ID: "src", Auth: "source",
 				WAN: pp("2001:db8:5c::/64"), Clients: pp("2001:db8:30::/56")},
@@ -45,8 +46,16 @@ func decideConfig() *config.HAG {
 func TestAuthorize(t *testing.T) {
 	dst := netip.MustParseAddrPort("[2001:db8:99::1]:443")
 	other := netip.MustParseAddrPort("[2001:db8:99::2]:443")
+	keyID := map[string]uint8{string(keyA): 0, string(keyB): 5, string(keyC): 1}
 	cookie := func(key []byte, id string, at time.Time, d netip.AddrPort) []byte {
-		c, err := convert.MakeCookie(key, id, at, d, netip.AddrPort{})
+		c, err := convert.MakeCookie(convert.CookieKey{ID: keyID[string(key)], Secret: key}, id, at, d, netip.AddrPort{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	withID := func(id uint8, key []byte, cpe string) []byte {
+		c, err := convert.MakeCookie(convert.CookieKey{ID: id, Secret: key}, cpe, now, dst, netip.AddrPort{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,25 +67,29 @@ func TestAuthorize(t *testing.T) {
 		cookie []byte
 		want   string            // CPE id; "" when refused
 		code   convert.ErrorCode // when refused
+		reason string            // hag_refusals_total reason, when refused
 	}{
-		{"cookie+source: good cookie from inside wan_prefixes", "2001:db8:d5::7", cookie(keyA, "both", now, dst), "both", 0},
-		{"cookie+source: good cookie from outside wan_prefixes", "2001:db8:77::7", cookie(keyA, "both", now, dst), "", convert.NotAuthorized},
-		{"cookie+source: v4-mapped peer inside wan_prefixes", "::ffff:198.51.100.3", cookie(keyA, "both", now, dst), "both", 0},
-		{"cookie+source: no cookie from inside is Missing Cookie", "2001:db8:d5::7", nil, "", convert.MissingCookie},
-		{"cookie: good cookie from anywhere", "2001:db8:77::7", cookie(keyB, "cookie", now, dst), "cookie", 0},
-		{"cookie: no cookie from its wan_prefixes is Missing Cookie", "2001:db8:c0::7", nil, "", convert.MissingCookie},
-		{"cookie: signed with another CPE's key", "2001:db8:c0::7", cookie(keyA, "cookie", now, dst), "", convert.NotAuthorized},
-		{"cookie: for another destination", "2001:db8:c0::7", cookie(keyB, "cookie", now, other), "", convert.NotAuthorized},
-		{"cookie: older than cookie_max_skew", "2001:db8:c0::7", cookie(keyB, "cookie", now.Add(-3*time.Minute), dst), "", convert.NotAuthorized},
-		{"cookie: names an unknown CPE", "2001:db8:c0::7", cookie(keyB, "nobody", now, dst), "", convert.NotAuthorized},
-		{"source: from inside wan_prefixes without cookie", "2001:db8:5c::7", nil, "src", 0},
-		{"source: a cookie naming a source CPE is refused", "2001:db8:5c::7", cookie(keyA, "src", now, dst), "", convert.NotAuthorized},
-		{"source: from outside any wan_prefixes", "2001:db8:77::7", nil, "", convert.NotAuthorized},
-		{"unknown source, no cookie", "203.0.113.9", nil, "", convert.NotAuthorized},
+		{"cookie+source: good cookie from inside wan_prefixes", "2001:db8:d5::7", cookie(keyA, "both", now, dst), "both", 0, ""},
+		{"cookie+source: the next key of a rotation", "2001:db8:d5::7", cookie(keyC, "both", now, dst), "both", 0, ""},
+		{"cookie+source: good cookie from outside wan_prefixes", "2001:db8:77::7", cookie(keyA, "both", now, dst), "", convert.NotAuthorized, ""},
+		{"cookie+source: v4-mapped peer inside wan_prefixes", "::ffff:198.51.100.3", cookie(keyA, "both", now, dst), "both", 0, ""},
+		{"cookie+source: no cookie from inside is Missing Cookie", "2001:db8:d5::7", nil, "", convert.MissingCookie, ""},
+		{"cookie: good cookie from anywhere", "2001:db8:77::7", cookie(keyB, "cookie", now, dst), "cookie", 0, ""},
+		{"cookie: no cookie from its wan_prefixes is Missing Cookie", "2001:db8:c0::7", nil, "", convert.MissingCookie, ""},
+		{"cookie: signed with another CPE's key", "2001:db8:c0::7", withID(5, keyA, "cookie"), "", convert.NotAuthorized, "cookie_invalid"},
+		{"cookie: a key id the CPE does not have", "2001:db8:c0::7", withID(0, keyB, "cookie"), "", convert.NotAuthorized, "cookie_unknown_key"},
+		{"cookie: one key's id with the other key's secret", "2001:db8:d5::7", withID(1, keyA, "both"), "", convert.NotAuthorized, "cookie_invalid"},
+		{"cookie: for another destination", "2001:db8:c0::7", cookie(keyB, "cookie", now, other), "", convert.NotAuthorized, "cookie_invalid"},
+		{"cookie: older than cookie_max_skew", "2001:db8:c0::7", cookie(keyB, "cookie", now.Add(-3*time.Minute), dst), "", convert.NotAuthorized, "cookie_expired"},
+		{"cookie: names an unknown CPE", "2001:db8:c0::7", cookie(keyB, "nobody", now, dst), "", convert.NotAuthorized, "cookie_unknown_cpe"},
+		{"source: from inside wan_prefixes without cookie", "2001:db8:5c::7", nil, "src", 0, ""},
+		{"source: a cookie naming a source CPE is refused", "2001:db8:5c::7", cookie(keyA, "src", now, dst), "", convert.NotAuthorized, "cookie_unknown_cpe"},
+		{"source: from outside any wan_prefixes", "2001:db8:77::7", nil, "", convert.NotAuthorized, ""},
+		{"unknown source, no cookie", "203.0.113.9", nil, "", convert.NotAuthorized, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &convert.Msg{Connect: convert.Connect{Dst: dst}, Cookie: tc.cookie}
-			c, r := authorize(decideConfig(), netip.MustParseAddr(tc.peer), m, now)
+			c, ck, r := authorize(decideConfig(), netip.MustParseAddr(tc.peer), m, now)
 			switch {
 			case tc.want != "" && r != nil:
 				t.Fatalf("refused: %v", r)
@@ -86,6 +99,10 @@ func TestAuthorize(t *testing.T) {
 				t.Fatalf("authorised as %q, want %v", c.ID, tc.code)
 			case tc.want == "" && r.code != tc.code:
 				t.Fatalf("refused with %v, want %v (%s)", r.code, tc.code, r.why)
+			case tc.want == "" && r.reason != tc.reason:
+				t.Fatalf("refusal counted as %q, want %q (%s)", r.reason, tc.reason, r.why)
+			case tc.want != "" && (ck != nil) != (tc.cookie != nil):
+				t.Fatalf("verified cookie %+v for a request with cookie %x", ck, tc.cookie)
 			}
 		})
 	}

@@ -26,16 +26,19 @@ import (
 	"hybridgw/internal/mptcp"
 	"hybridgw/internal/probe"
 	"hybridgw/internal/relay"
+	"hybridgw/internal/replay"
 	"hybridgw/internal/trim"
 )
 
 // Gateway is one hag instance.
 type Gateway struct {
-	cfg *config.HAG
-	log *slog.Logger
-	m   *metrics.HAG
-	lim *limiter
-	src *sourceSlots
+	conf     atomic.Pointer[config.HAG] // the config in force; a reload swaps it (reload.go)
+	reloadMu sync.Mutex                 // one reload at a time
+	log      *slog.Logger
+	m        *metrics.HAG
+	lim      *limiter
+	src      *sourceSlots
+	replay   *replay.Filter // cookies accepted within their validity, each accepted once
 
 	handshakes atomic.Int64
 	flowSeq    atomic.Uint64
@@ -48,16 +51,25 @@ type Gateway struct {
 	pool      poolGate // hcpe's warm connections before their first byte (pool.go)
 	poller    *relay.Poller
 
+	joins joinGuard // relayed flows whose subflows are checked (joins.go)
+
 	ready chan struct{} // closed once the listeners are up
 	addrs []net.Addr
 }
 
 // New checks what the config alone cannot tell and starts nothing.
 func New(cfg *config.HAG, log *slog.Logger) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, log: log, lim: newLimiter(cfg.Limits), src: newSourceSlots(cfg.Limits.HandshakesPerSource), live: map[*relay.Counters]struct{}{}, ready: make(chan struct{})}
+	g := &Gateway{log: log, lim: newLimiter(cfg.Limits), src: newSourceSlots(cfg.Limits.HandshakesPerSource), live: map[*relay.Counters]struct{}{}, ready: make(chan struct{}),
+		replay: replay.New(cfg.Limits.CookieReplayEntries, cfg.Limits.CookieMaxSkew)}
+	g.conf.Store(cfg)
 	g.m = metrics.NewHAG(g.bytes)
+	g.m.SetCookieReplayEntries(func() float64 { return float64(g.replay.Len()) })
 	return g, nil
 }
+
+// cfg is the config in force. A flow reads it afresh at each step, so a
+// reload applies to the next decision of flows already in their handshake.
+func (g *Gateway) cfg() *config.HAG { return g.conf.Load() }
 
 // Summary is what hag logs about its config at start.
 func Summary(c *config.HAG) []any {
@@ -94,26 +106,30 @@ func (g *Gateway) bytes(dir string) float64 {
 
 // Run serves until ctx is cancelled.
 //
-// Shutdown order: stop accepting (close listeners); let relayed flows run
-// for limits.shutdown_grace; cancel the rest (a cancelled relay resets both
-// sides, so neither takes the cut stream for complete); wait for every handler; remove the
-// transparent-socket routing; stop the metrics server.
+// Shutdown order: stop accepting (close listeners, wait for the accept
+// loops); let relayed flows run for limits.shutdown_grace; cancel the rest
+// (a cancelled relay resets both sides, so neither takes the cut stream for
+// complete) and wait for every handler and relay. Then, as the defers
+// unwind: stop the relays' poller; stop the metrics and admin servers and
+// the trimmer; stop the probe servers; stop watching hag's own addresses;
+// remove the transparent-socket routing. Each part's goroutines are waited
+// for before the next part stops.
 func (g *Gateway) Run(ctx context.Context) (err error) {
-	if g.cfg.Listen.FastOpen {
+	if g.cfg().Listen.FastOpen {
 		if err := mptcp.EnsureFastOpenServer(); err != nil {
 			return fmt.Errorf("enabling TCP Fast Open for the Convert message in the SYN: %w", err)
 		}
 	}
-	if g.cfg.Listen.FastOpenNoCookieUnsafe {
+	if g.cfg().Listen.FastOpenNoCookieUnsafe {
 		g.log.Warn("listen.fast_open_no_cookie_unsafe is set: SYN data is read before the client proved its address; requests are still authorised only after the handshake, but spoofed SYNs hold handshake slots")
 	}
-	if g.cfg.Egress.IPv4 == "preserve" || g.cfg.Egress.IPv6 == "preserve" {
-		if g.cfg.Transparent.Install {
-			tp, err := installTransparent(g.cfg.Transparent)
+	if g.cfg().Egress.IPv4 == "preserve" || g.cfg().Egress.IPv6 == "preserve" {
+		if g.cfg().Transparent.Install {
+			tp, err := installTransparent(g.cfg().Transparent)
 			if err != nil {
 				return fmt.Errorf("egress preserve needs transparent-socket routing: %w", err)
 			}
-			g.log.Info("transparent-socket routing installed", "mark", g.cfg.Transparent.Mark, "table", g.cfg.Transparent.Table)
+			g.log.Info("transparent-socket routing installed", "mark", g.cfg().Transparent.Mark, "table", g.cfg().Transparent.Table)
 			defer func() {
 				if err := tp.remove(); err != nil {
 					g.log.Error("removing transparent-socket routing", "err", err)
@@ -126,14 +142,19 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	var wwg sync.WaitGroup
 	defer func() { stopWatch(); wwg.Wait() }()
 	watching := make(chan struct{})
-	wwg.Add(1)
-	go func() {
-		defer wwg.Done()
+	wwg.Go(func() {
 		if err := g.own.watch(watchCtx, watching); err != nil {
 			g.log.Error("hag's own addresses are no longer tracked; addresses added from now on are not refused as destinations", "err", err)
 		}
-	}()
+	})
 	<-watching
+	joinsWatched := make(chan struct{})
+	wwg.Go(func() {
+		if err := g.watchJoins(watchCtx, joinsWatched); err != nil {
+			g.log.Error("subflows are checked against wan_prefixes only when a flow starts, not as they join (hag needs CAP_NET_ADMIN for the MPTCP path-manager events)", "err", err)
+		}
+	})
+	<-joinsWatched
 
 	var lns []*net.TCPListener
 	defer func() {
@@ -141,79 +162,74 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			ln.Close()
 		}
 	}()
-	for _, a := range g.cfg.Listen.Addrs {
-		addr := netip.AddrPortFrom(a, uint16(g.cfg.Listen.Port)).String()
+	for _, a := range g.cfg().Listen.Addrs {
+		addr := netip.AddrPortFrom(a, uint16(g.cfg().Listen.Port)).String()
 		network := "tcp6"
 		if a.Is4() {
 			network = "tcp4"
 		} else if a.IsUnspecified() {
 			network = "tcp" // "::" is dual-stack
 		}
-		ln, err := mptcp.Listen(ctx, network, addr, mptcp.ListenOptions{FastOpen: fastOpenMode(g.cfg.Listen)})
+		ln, err := mptcp.Listen(ctx, network, addr, mptcp.ListenOptions{FastOpen: fastOpenMode(g.cfg().Listen)})
 		if err != nil {
 			return fmt.Errorf("listening on %s: %w", addr, err)
 		}
 		lns = append(lns, ln)
 		g.addrs = append(g.addrs, ln.Addr())
 		g.own.set(a, true)
-		g.log.Info("listening", "addr", ln.Addr().String(), "mptcp", true, "tfo", g.cfg.Listen.FastOpen, "tfo_without_cookie", g.cfg.Listen.FastOpenNoCookieUnsafe)
+		g.log.Info("listening", "addr", ln.Addr().String(), "mptcp", true, "tfo", g.cfg().Listen.FastOpen, "tfo_without_cookie", g.cfg().Listen.FastOpenNoCookieUnsafe)
 	}
 
 	// Health probes from CPEs arrive on the same addresses and port, over
-	// UDP (internal/probe); only CPEs with a key can be answered.
-	probes := &probe.Server{Keys: func(id string) ([]byte, bool) {
-		c := g.cfg.CPEByID(id)
-		if c == nil || len(c.KeyRaw) == 0 {
-			return nil, false
+	// UDP (internal/probe); only CPEs with a key can be answered, under
+	// any of their keys during a rotation.
+	probes := &probe.Server{Keys: func(id string) [][]byte {
+		c := g.cfg().CPEByID(id)
+		if c == nil {
+			return nil
 		}
-		return c.KeyRaw, true
+		keys := make([][]byte, len(c.CookieKeys))
+		for i, k := range c.CookieKeys {
+			keys[i] = k.Raw
+		}
+		return keys
 	}}
 	probeCtx, stopProbes := context.WithCancel(context.Background())
 	var pwg sync.WaitGroup
 	defer func() { stopProbes(); pwg.Wait() }()
-	for _, a := range g.cfg.Listen.Addrs {
+	for _, a := range g.cfg().Listen.Addrs {
 		network := "udp6"
 		if a.Is4() {
 			network = "udp4"
 		} else if a.IsUnspecified() {
 			network = "udp"
 		}
-		uc, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(g.cfg.Listen.Port))))
+		uc, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(g.cfg().Listen.Port))))
 		if err != nil {
 			return fmt.Errorf("listening for health probes on %s: %w", a, err)
 		}
-		pwg.Add(1)
-		go func() {
-			defer pwg.Done()
+		pwg.Go(func() {
 			defer uc.Close()
 			if err := probes.Serve(probeCtx, uc); err != nil {
 				g.log.Error("probe server stopped", "addr", uc.LocalAddr().String(), "err", err)
 			}
-		}()
+		})
 	}
 
 	metricsCtx, stopMetrics := context.WithCancel(context.Background())
 	var mwg sync.WaitGroup
 	merr := make(chan error, 1)
-	mwg.Add(1)
-	go func() {
-		defer mwg.Done()
-		if err := metrics.Serve(metricsCtx, g.cfg.Metrics.Listen, g.m.Registry, g.log); err != nil {
+	mwg.Go(func() {
+		if err := metrics.Serve(metricsCtx, g.cfg().Metrics.Listen, g.m.Registry, g.log); err != nil {
 			merr <- err
 		}
-	}()
-	mwg.Add(1)
-	go func() {
-		defer mwg.Done()
+	})
+	mwg.Go(func() {
 		if err := g.serveAdmin(metricsCtx); err != nil {
 			g.log.Error("admin API unavailable", "err", err)
 		}
-	}()
-	mwg.Add(1)
-	go func() {
-		defer mwg.Done()
-		g.trimLoop(metricsCtx)
-	}()
+	})
+	mwg.Go(func() { g.trimLoop(metricsCtx) })
 	defer func() { stopMetrics(); mwg.Wait() }()
 
 	// The relays park idle flows on the poller; it runs until every flow
@@ -223,24 +239,18 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	}
 	var rwg sync.WaitGroup
 	defer func() { g.poller.Close(); rwg.Wait() }()
-	rwg.Add(1)
-	go func() {
-		defer rwg.Done()
+	rwg.Go(func() {
 		if err := g.poller.Run(); err != nil {
 			g.log.Error("relay poller stopped", "err", err)
 		}
-	}()
+	})
 
 	flowCtx, cancelFlows := context.WithCancel(context.Background())
 	defer cancelFlows()
 	var flows sync.WaitGroup
 	var accepts sync.WaitGroup
 	for _, ln := range lns {
-		accepts.Add(1)
-		go func() {
-			defer accepts.Done()
-			g.acceptLoop(ln, flowCtx, &flows)
-		}()
+		accepts.Go(func() { g.acceptLoop(ln, flowCtx, &flows) })
 	}
 	close(g.ready)
 
@@ -248,7 +258,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	case <-ctx.Done():
 	case err = <-merr:
 	}
-	g.log.Info("stopping: no new connections", "flows_active", g.activeFlows(), "grace", g.cfg.Limits.ShutdownGrace)
+	g.log.Info("stopping: no new connections", "flows_active", g.activeFlows(), "grace", g.cfg().Limits.ShutdownGrace)
 	for _, ln := range lns {
 		ln.Close()
 	}
@@ -257,7 +267,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	go func() { flows.Wait(); close(drained) }()
 	select {
 	case <-drained:
-	case <-time.After(g.cfg.Limits.ShutdownGrace):
+	case <-time.After(g.cfg().Limits.ShutdownGrace):
 		g.log.Warn("shutdown grace over; closing remaining flows", "flows_active", g.activeFlows())
 		cancelFlows()
 		<-drained
@@ -333,7 +343,7 @@ func (g *Gateway) busy(conn *net.TCPConn, log *slog.Logger, reason, why string) 
 	g.m.LimitHits.WithLabelValues("handshakes").Inc()
 	g.refused(log, reason, why)
 	r := refuse(convert.ResourceExceeded, why)
-	r.tlv = convert.NewError(convert.ResourceExceeded, backOffSeconds(g.cfg.Limits.ResourceBackoff))
+	r.tlv = convert.NewError(convert.ResourceExceeded, backOffSeconds(g.cfg().Limits.ResourceBackoff))
 	g.answer(conn, log, r)
 }
 
@@ -366,12 +376,17 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn, end func()) (rel
 	n := g.handshakes.Add(1)
 	handshakeDone := sync.OnceFunc(func() { g.handshakes.Add(-1); g.m.HandshakesInFlight.Dec() })
 	defer handshakeDone()
-	if n > int64(g.cfg.Limits.HandshakesInFlight) {
+	// A refused connection gives its slot back before it is answered:
+	// the answer takes up to a second (closeGently), and one host's
+	// refused flood must not hold the slots that other sources need.
+	if n > int64(g.cfg().Limits.HandshakesInFlight) {
+		handshakeDone()
 		g.busy(conn, log, "handshake_limit", "too many handshakes in flight")
 		return
 	}
 	srcDone := g.src.take(peer.Addr())
 	if srcDone == nil {
+		handshakeDone()
 		g.busy(conn, log, "handshake_limit_source", "too many handshakes in flight from this source")
 		return
 	}
@@ -414,6 +429,9 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn, end func()) (rel
 		}
 	}()
 	log = log.With("cpe", p.cpe.ID)
+	if p.cookie != nil {
+		log = log.With("key_id", p.cookie.KeyID)
+	}
 
 	sconn, start, ok := g.connect(ctx, conn, p, log)
 	if !ok {
@@ -433,7 +451,9 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn, end func()) (rel
 // then and the connection is done.
 func (g *Gateway) readRequest(conn *net.TCPConn, log *slog.Logger) (m convert.Msg, ok bool) {
 	var buf [convert.MaxMsgLen]byte
-	_ = conn.SetReadDeadline(time.Now().Add(g.cfg.Limits.ConvertReadTimeout))
+	// Deadline setters fail only on a closed conn, and the I/O after them
+	// then fails and says so; the same throughout this file.
+	_ = conn.SetReadDeadline(time.Now().Add(g.cfg().Limits.ConvertReadTimeout))
 	m, raw, err := convert.ReadRequest(conn, buf[:])
 	if err == nil {
 		_ = conn.SetReadDeadline(time.Time{})
@@ -454,13 +474,14 @@ func (g *Gateway) readRequest(conn *net.TCPConn, log *slog.Logger) (m convert.Ms
 		if !g.proveSource(conn, log) {
 			return m, false
 		}
-		_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.Limits.ConvertReadTimeout))
+		_ = conn.SetWriteDeadline(time.Now().Add(g.cfg().Limits.ConvertReadTimeout))
 		_ = convert.WriteMsg(conn, &em)
 		closeGently(conn)
 		return m, false
 	}
 	log.Warn("Convert message asks for a reset", "err", err)
 	g.m.Flows.WithLabelValues("reset").Inc()
+	// SetLinger fails only on a closed conn, which has nothing to reset.
 	_ = conn.SetLinger(0)
 	return m, false
 }
@@ -470,51 +491,68 @@ func (g *Gateway) readRequest(conn *net.TCPConn, log *slog.Logger) (m convert.Ms
 // may write. A connection that never gets there (a blind spoofer's SYN
 // with data) is refused without a word and reset.
 func (g *Gateway) proveSource(conn *net.TCPConn, log *slog.Logger) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Limits.ConvertReadTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg().Limits.ConvertReadTimeout)
 	defer cancel()
 	if err := mptcp.WaitEstablished(ctx, conn); err != nil {
 		g.refused(log, "handshake_unproven", err.Error())
-		_ = conn.SetLinger(0)
+		_ = conn.SetLinger(0) // fails only on a closed conn: nothing to reset
 		return false
 	}
 	return true
 }
 
 // plan is what decide admits: the CPE, the destination, the source to dial
-// from, and the limiter slot to give back when the flow ends.
+// from, the cookie that authorised it (nil for source authorisation), and
+// the limiter slot to give back when the flow ends.
 type plan struct {
 	cpe     *config.CPE
 	dst     netip.AddrPort
 	src     source
+	cookie  *convert.Cookie
 	release func()
 }
 
 // decide runs the refusal checks in order (decide.go) and takes a limiter
-// slot; it returns a plan or the refusal to answer with.
+// slot; it returns a plan or the refusal to answer with. One config
+// snapshot decides the whole request, so a reload never mixes two.
 func (g *Gateway) decide(peer netip.AddrPort, m *convert.Msg) (plan, *refusal) {
+	cfg, now := g.cfg(), time.Now()
 	dst := m.Connect.Dst
-	cpe, r := authorize(g.cfg, peer.Addr(), m, time.Now())
+	cpe, ck, r := authorize(cfg, peer.Addr(), m, now)
 	if r != nil {
 		return plan{}, r
 	}
-	if r = checkDestination(dst.Addr(), g.isOwn, g.cfg.Allow.Prefixes, g.cfg.Deny.Prefixes); r != nil {
+	// A replay is turned away before it takes one of the CPE's new-flow
+	// tokens; the check that counts is useCookie's, below, which is atomic.
+	if ck != nil && g.replay.Seen(ck.Tag, ck.Issued) {
+		return plan{}, replayed(ck)
+	}
+	if r = checkDestination(dst.Addr(), g.isOwn, cfg.Allow.Prefixes, cfg.Deny.Prefixes); r != nil {
 		return plan{}, r
 	}
 	if r = checkOptions(m.Connect.Options); r != nil {
 		return plan{}, r
 	}
-	src, r := chooseSource(g.cfg, cpe, peer.Addr(), m)
+	src, r := chooseSource(cfg, cpe, peer.Addr(), m)
 	if r != nil {
 		return plan{}, r
 	}
-	release, limit := g.lim.acquire(cpe.ID, time.Now())
+	release, limit := g.lim.acquire(cpe.ID, now)
 	if limit != "" {
 		g.m.LimitHits.WithLabelValues(limit).Inc()
 		r = refuse(convert.ResourceExceeded, "limit "+limit+" reached")
-		r.tlv = convert.NewError(convert.ResourceExceeded, backOffSeconds(g.cfg.Limits.ResourceBackoff))
+		r.tlv = convert.NewError(convert.ResourceExceeded, backOffSeconds(cfg.Limits.ResourceBackoff))
 		return plan{}, r
 	}
-	return plan{cpe: cpe, dst: dst, src: src, release: release}, nil
+	// Remembered only once admitted: a CPE then holds at most its burst
+	// plus its rate times the window in the filter.
+	if ck != nil {
+		if r = useCookie(g.replay, ck, now, cfg.Limits.ResourceBackoff); r != nil {
+			release()
+			return plan{}, r
+		}
+	}
+	return plan{cpe: cpe, dst: dst, src: src, cookie: ck, release: release}, nil
 }
 
 // connect dials the server and, once it accepted, writes the Convert reply
@@ -522,7 +560,7 @@ func (g *Gateway) decide(peer netip.AddrPort, m *convert.Msg) (plan, *refusal) {
 // arrives). ok is false when the flow is over (refused or client gone).
 func (g *Gateway) connect(ctx context.Context, conn *net.TCPConn, p plan, log *slog.Logger) (sconn *net.TCPConn, start time.Time, ok bool) {
 	start = time.Now()
-	sconn, err := dialServer(ctx, p.dst, p.src, g.cfg.Limits.DialTimeout)
+	sconn, err := dialServer(ctx, p.dst, p.src, g.cfg().Limits.DialTimeout)
 	if err != nil {
 		g.m.DialDuration.WithLabelValues("error").Observe(time.Since(start).Seconds())
 		g.answer(conn, log.With("src", p.src.Addr.String()), dialRefusal(err, p.dst.Addr()))
@@ -555,15 +593,19 @@ type flowInfo struct {
 // kept for the flow's life but what the admin API shows.
 func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowInfo, log *slog.Logger, end func()) {
 	g.m.Flows.WithLabelValues("ok").Inc()
-	if lw := g.cfg.Limits.NotSentLowat; lw > 0 {
+	if lw := g.cfg().Limits.NotSentLowat; lw > 0 {
 		// Bounds what queues per flow in hag: without it a fast server
-		// fills tens of MB of send buffer towards a slow uplink.
+		// fills tens of MB of send buffer towards a slow uplink. It
+		// fails only on a socket already closed (the relay then ends at
+		// once) or a kernel without the option (pre-3.12, which has no
+		// usable MPTCP either), so the error is not worth a flow.
 		_ = mptcp.SetNotSentLowat(conn, lw)
 		_ = mptcp.SetNotSentLowat(sconn, lw)
 	}
 	local := addrPortOf(sconn.LocalAddr())
 	log.Info("flow open", "src", local.String(), "preserved", f.plan.src.Preserved, "mptcp", f.mptcp, "dial", time.Since(f.start).Round(time.Microsecond).String())
 
+	unguard := g.guardJoins(conn, f.plan.cpe, f.peer, log)
 	smp := startSubflowSampler(conn)
 	ctr := new(relay.Counters)
 	g.mu.Lock()
@@ -572,7 +614,7 @@ func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowI
 	untrack := g.reg.track(trackedFlow{id: f.id, cpe: f.plan.cpe.ID, peer: f.peer, client: f.m.ClientAddr, dst: f.plan.dst, src: local, preserved: f.plan.src.Preserved, mptcp: f.mptcp, conn: conn, ctr: ctr})
 	g.m.FlowsActive.Inc()
 	start := f.start
-	relay.Start(ctx, conn, sconn, relay.Options{IdleTimeout: g.cfg.Limits.IdleTimeout, Counters: ctr, Poller: g.poller}, func(res relay.Result) {
+	relay.Start(ctx, conn, sconn, relay.Options{IdleTimeout: g.cfg().Limits.IdleTimeout, Counters: ctr, Poller: g.poller}, func(res relay.Result) {
 		g.m.FlowsActive.Dec()
 		g.mu.Lock()
 		delete(g.live, ctr)
@@ -590,6 +632,7 @@ func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowI
 		}
 		log.Info("flow closed", attrs...)
 		untrack()
+		unguard()
 		end()
 	})
 }
@@ -632,7 +675,7 @@ func (s *subflowSampler) stop() int64 {
 // waitEstablished holds the first write until the MPTCP handshake is
 // complete (see mptcp.WaitEstablished), bounded by the Convert deadline.
 func (g *Gateway) waitEstablished(conn *net.TCPConn, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Limits.ConvertReadTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg().Limits.ConvertReadTimeout)
 	defer cancel()
 	if err := mptcp.WaitEstablished(ctx, conn); err != nil {
 		log.Info("MPTCP handshake did not complete", "err", err)
@@ -655,7 +698,7 @@ func (g *Gateway) answer(conn *net.TCPConn, log *slog.Logger, r *refusal) {
 	}
 	g.waitEstablished(conn, log)
 	m := convert.Msg{HasError: true, Error: r.tlv}
-	_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.Limits.ConvertReadTimeout))
+	_ = conn.SetWriteDeadline(time.Now().Add(g.cfg().Limits.ConvertReadTimeout))
 	if err := convert.WriteMsg(conn, &m); err != nil {
 		log.Info("could not send the Error TLV", "err", err)
 	}

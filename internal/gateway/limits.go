@@ -28,6 +28,15 @@ func newLimiter(cfg config.HAGLimits) *limiter {
 	return &limiter{cfg: cfg, perCPE: map[string]int{}, buckets: map[string]*bucket{}}
 }
 
+// configure replaces the limits (a reload). Flows already admitted keep
+// their slots; a lower bound refuses new flows until enough have ended,
+// and a smaller burst caps each bucket at its next use.
+func (l *limiter) configure(cfg config.HAGLimits) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cfg = cfg
+}
+
 // acquire admits one flow of cpe, or names the limit that refused it.
 func (l *limiter) acquire(cpe string, now time.Time) (release func(), limit string) {
 	l.mu.Lock()

@@ -67,14 +67,16 @@ func (g *Gateway) awaitFirstByte(ctx context.Context, conn *net.TCPConn, peer ne
 		return true // data, EOF or an error: the Convert read says which
 	}
 	a := peer.Addr().Unmap()
-	if limit := g.pool.enter(a, g.cfg.Limits.PoolPerCPE, g.cfg.Limits.FlowsTotal); limit != "" {
+	if limit := g.pool.enter(a, g.cfg().Limits.PoolPerCPE, g.cfg().Limits.FlowsTotal); limit != "" {
 		g.m.LimitHits.WithLabelValues(limit).Inc()
 		g.refused(log, "pool_limit", "too many idle pooled connections ("+limit+")")
 		return false
 	}
 	g.m.PoolWaiting.Inc()
 	defer func() { g.pool.leave(a); g.m.PoolWaiting.Dec() }()
-	_ = conn.SetReadDeadline(time.Now().Add(g.cfg.Limits.PoolIdle))
+	// Deadline setters fail only on a closed conn, and WaitReadable then
+	// fails and says so.
+	_ = conn.SetReadDeadline(time.Now().Add(g.cfg().Limits.PoolIdle))
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
 	err := mptcp.WaitReadable(conn)
 	stop()

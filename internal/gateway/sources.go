@@ -3,6 +3,8 @@ package gateway
 import (
 	"net/netip"
 	"sync"
+
+	"hybridgw/internal/hostkey"
 )
 
 // sourceSlots counts handshakes in flight per source: one IPv4 address or
@@ -20,14 +22,13 @@ func newSourceSlots(max int) *sourceSlots {
 	return &sourceSlots{max: max, n: map[netip.Prefix]int{}}
 }
 
-func sourceKey(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	bits := 32
-	if a.Is6() {
-		bits = 64
-	}
-	p, _ := a.Prefix(bits)
-	return p
+func sourceKey(a netip.Addr) netip.Prefix { return hostkey.Of(a) }
+
+// setMax replaces the bound (a reload); slots held stay held.
+func (s *sourceSlots) setMax(max int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.max = max
 }
 
 // take holds one slot for a, or returns nil when its source has max.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"hybridgw/internal/config"
+	"hybridgw/internal/labproc"
 	"hybridgw/internal/netlab"
 )
 
@@ -92,7 +93,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		for _, name := range []string{"hcpe", "hag"} {
 			if started[name] {
-				fmt.Fprintf(out, "\n--- last lines of %s ---\n%s\n", logs[name], tailFile(logs[name], 25))
+				fmt.Fprintf(out, "\n--- last lines of %s ---\n%s\n", logs[name], labproc.TailFile(logs[name], 25))
 			}
 		}
 	}()
@@ -177,7 +178,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	metrics := newScraper(lab.CPE, hc.Metrics.Listen)
 	if err := waitFor(ctx, failed, fmt.Sprintf("hcpe's health probes to find its %d uplinks up (hcpe_uplink_up)", len(hc.Uplinks)), 15*time.Second, func() bool {
 		m, err := metrics.get(ctx)
-		up, _ := parseMetric(m, "hcpe_uplink_up")
+		up, _ := labproc.Sum(m, "hcpe_uplink_up")
 		return err == nil && up >= float64(len(hc.Uplinks))
 	}); err != nil {
 		return err
@@ -219,23 +220,19 @@ func names(ds []*daemon) string {
 	return strings.Join(n, ", ")
 }
 
-// waitFor polls ok every 50 ms until it holds, the timeout passes or the
-// run fails.
+// waitFor polls ok until it holds, the timeout passes or the run fails.
 func waitFor(ctx context.Context, failed func() error, what string, timeout time.Duration, ok func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if f := failed(); f != nil {
-			return fmt.Errorf("waiting for %s: %w", what, f)
+	var ferr error
+	err := labproc.WaitFor(ctx, what, timeout, func() bool {
+		if ferr = failed(); ferr != nil {
+			return true
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %v waiting for %s", timeout, what)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(50 * time.Millisecond):
-		}
+		return ok()
+	})
+	if ferr != nil {
+		return fmt.Errorf("waiting for %s: %w", what, ferr)
 	}
-	return nil
+	return err
 }
 
 func sample(ctx context.Context, lab *netlab.Lab, d *download, m *scraper) counters {
@@ -245,9 +242,9 @@ func sample(ctx context.Context, lab *netlab.Lab, d *download, m *scraper) count
 	if exp, err := m.get(ctx); err == nil {
 		// A counter that never moved has no sample yet: it is 0.
 		for i, n := range uplinkNames {
-			v, _ := parseMetric(exp, "hcpe_uplink_bytes_total", `uplink="`+n+`"`, `direction="down"`)
+			v, _ := labproc.Sum(exp, "hcpe_uplink_bytes_total", `uplink="`+n+`"`, `direction="down"`)
 			c.kernel[i] = uint64(v)
-			c.subflows[i], _ = parseMetric(exp, "hcpe_uplink_subflows", `uplink="`+n+`"`)
+			c.subflows[i], _ = labproc.Sum(exp, "hcpe_uplink_subflows", `uplink="`+n+`"`)
 		}
 		c.kernelOK = true
 	}

@@ -1,13 +1,14 @@
 package labdemo
 
 import (
-	"bufio"
 	"fmt"
 	"math"
 	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
+
+	"hybridgw/internal/labproc"
 )
 
 // Pure pieces of the demo: the live bar, the parsers of hcpe's metrics and
@@ -69,34 +70,6 @@ func liveLine(t int, ups []uplinkRate, client float64) string {
 	return b.String()
 }
 
-// parseMetric sums the samples of metric name in a Prometheus text
-// exposition whose labels contain every fragment (such as
-// `uplink="dsl"`).
-func parseMetric(exposition, name string, fragments ...string) (sum float64, found bool) {
-	sc := bufio.NewScanner(strings.NewReader(exposition))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		match := true
-		for _, f := range fragments {
-			match = match && strings.Contains(line, f)
-		}
-		if !match {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			continue
-		}
-		sum += v
-		found = true
-	}
-	return sum, found
-}
-
 // subflow is one TCP subflow of an MPTCP connection as ss(8) shows it.
 type subflow struct {
 	Uplink        string // by the local address; "?" when it is no uplink's
@@ -111,54 +84,27 @@ type subflow struct {
 // whose address it is sent from.
 func parseSubflows(out string, remotePort uint16, uplinks map[netip.Addr]string) []subflow {
 	var subs []subflow
-	lines := strings.Split(out, "\n")
-	for i := 0; i < len(lines); i++ {
-		f := strings.Fields(lines[i])
-		if len(f) < 4 || strings.HasPrefix(lines[i], "\t") || strings.HasPrefix(lines[i], " ") {
-			continue
-		}
-		// With a state filter ss omits the State column: Recv-Q Send-Q
-		// Local Peer; without it, State comes first.
-		local, remote := f[len(f)-2], f[len(f)-1]
-		la, err1 := parseSSAddr(local)
-		ra, err2 := parseSSAddr(remote)
-		if err1 != nil || err2 != nil || ra.Port() != remotePort {
-			continue
-		}
-		info := ""
-		for i+1 < len(lines) && (strings.HasPrefix(lines[i+1], "\t") || strings.HasPrefix(lines[i+1], " ")) {
-			i++
-			info += " " + lines[i]
-		}
-		if !strings.Contains(info, "tcp-ulp-mptcp") {
+	for _, so := range labproc.ParseSS(out) {
+		la, err1 := labproc.ParseSSAddr(so.Local)
+		ra, err2 := labproc.ParseSSAddr(so.Peer)
+		if err1 != nil || err2 != nil || ra.Port() != remotePort || !so.MPTCPSubflow() {
 			continue
 		}
 		s := subflow{Local: la, Remote: ra, Uplink: "?"}
 		if n, ok := uplinks[s.Local.Addr()]; ok {
 			s.Uplink = n
 		}
-		for _, kv := range strings.Fields(info) {
-			k, v, ok := strings.Cut(kv, ":")
-			if !ok {
-				continue
-			}
-			switch k {
-			case "bytes_received":
-				s.BytesReceived, _ = strconv.ParseUint(v, 10, 64)
-			case "bytes_acked":
-				s.BytesAcked, _ = strconv.ParseUint(v, 10, 64)
-			case "rtt":
-				s.RTT = v
-			}
+		if v, ok := so.Field("bytes_received"); ok {
+			s.BytesReceived, _ = strconv.ParseUint(v, 10, 64)
 		}
+		if v, ok := so.Field("bytes_acked"); ok {
+			s.BytesAcked, _ = strconv.ParseUint(v, 10, 64)
+		}
+		s.RTT, _ = so.Field("rtt")
 		subs = append(subs, s)
 	}
 	sort.SliceStable(subs, func(i, j int) bool { return subs[i].Uplink < subs[j].Uplink })
 	return subs
-}
-
-func unmap(ap netip.AddrPort) netip.AddrPort {
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // share is part/total as a percentage, 0 when total is 0.
@@ -167,27 +113,4 @@ func share(part, total float64) float64 {
 		return 0
 	}
 	return 100 * part / total
-}
-
-// parseSSAddr parses an address as ss prints it: 198.51.100.5:35466,
-// [2001:db8::1]:80, and with the interface a socket is bound to,
-// 198.51.100.5%lte:35466 or [2001:db8::1%lte]:80. The interface is dropped.
-func parseSSAddr(s string) (netip.AddrPort, error) {
-	i := strings.LastIndexByte(s, ':')
-	if i < 0 {
-		return netip.AddrPort{}, fmt.Errorf("no port in %q", s)
-	}
-	host, port := strings.TrimSuffix(strings.TrimPrefix(s[:i], "["), "]"), s[i+1:]
-	if j := strings.IndexByte(host, '%'); j >= 0 {
-		host = host[:j]
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("port in %q: %w", s, err)
-	}
-	return netip.AddrPortFrom(a.Unmap(), uint16(p)), nil
 }

@@ -41,34 +41,6 @@ func TestLiveLineWidthIsStable(t *testing.T) {
 	}
 }
 
-func TestParseMetric(t *testing.T) {
-	exp := `# HELP hcpe_uplink_bytes_total Payload bytes
-# TYPE hcpe_uplink_bytes_total counter
-hcpe_uplink_bytes_total{direction="down",uplink="dsl"} 1.4e+07
-hcpe_uplink_bytes_total{direction="down",uplink="lte"} 2.5e+07
-hcpe_uplink_bytes_total{direction="up",uplink="dsl"} 1234
-hcpe_uplink_bytes_total_other{uplink="dsl"} 9
-hcpe_uplink_up{uplink="dsl"} 1
-hcpe_uplink_up{uplink="lte"} 1
-`
-	for _, tc := range []struct {
-		name  string
-		frags []string
-		want  float64
-		found bool
-	}{
-		{"hcpe_uplink_bytes_total", []string{`uplink="dsl"`, `direction="down"`}, 1.4e7, true},
-		{"hcpe_uplink_bytes_total", []string{`direction="down"`}, 3.9e7, true},
-		{"hcpe_uplink_up", nil, 2, true},
-		{"hcpe_uplink_subflows", nil, 0, false},
-	} {
-		got, found := parseMetric(exp, tc.name, tc.frags...)
-		if got != tc.want || found != tc.found {
-			t.Errorf("parseMetric(%s, %q) = %v, %v; want %v, %v", tc.name, tc.frags, got, found, tc.want, tc.found)
-		}
-	}
-}
-
 // ssOut is `ss -tniH state established` in the cpe namespace during a
 // download (Linux 6.18, iproute2): the lte subflow is bound to its device.
 const ssOut = "0      0          198.51.100.1:50072 198.51.100.100:5124\n" +
@@ -96,29 +68,6 @@ func TestParseSubflows(t *testing.T) {
 		if subs[i] != want[i] {
 			t.Errorf("subflow %d = %+v, want %+v", i, subs[i], want[i])
 		}
-	}
-}
-
-func TestParseSSAddr(t *testing.T) {
-	for in, want := range map[string]string{
-		"198.51.100.5:35466":       "198.51.100.5:35466",
-		"198.51.100.5%lte:35466":   "198.51.100.5:35466",
-		"[2001:db8:d5::1]:80":      "[2001:db8:d5::1]:80",
-		"[2001:db8:d5::1%dsl]:80":  "[2001:db8:d5::1]:80",
-		"[::ffff:192.0.2.10]:8080": "192.0.2.10:8080",
-	} {
-		got, err := parseSSAddr(in)
-		if err != nil || got.String() != want {
-			t.Errorf("parseSSAddr(%q) = %v, %v; want %s", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"*:*", "198.51.100.5", "[::1]:x"} {
-		if _, err := parseSSAddr(in); err == nil {
-			t.Errorf("parseSSAddr(%q): no error", in)
-		}
-	}
-	if !strings.Contains(ssOut, "%lte") {
-		t.Fatal("the sample lost its bound device")
 	}
 }
 

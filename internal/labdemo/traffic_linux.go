@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"hybridgw/internal/labproc"
 	"hybridgw/internal/netlab"
 )
 
@@ -22,68 +22,32 @@ import (
 // for the client's close. Each records the peers it saw.
 type servers struct {
 	dur time.Duration
-	lns []net.Listener
-	wg  sync.WaitGroup
+	srv labproc.Servers
 
 	mu    sync.Mutex
 	peers map[int][]netip.AddrPort // by port
-	conns map[net.Conn]struct{}    // open ones, closed by close
 }
 
 func startServers(ns *netlab.NS, dur time.Duration) (*servers, error) {
-	s := &servers{dur: dur, peers: map[int][]netip.AddrPort{}, conns: map[net.Conn]struct{}{}}
+	s := &servers{dur: dur, peers: map[int][]netip.AddrPort{}}
 	for port, handle := range map[int]func(net.Conn){portWhoami: s.whoami, portStream: s.stream} {
-		var ln net.Listener
-		err := ns.Do(func() (err error) {
-			ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port))
-			return err
+		err := s.srv.Listen(ns, fmt.Sprintf("[::]:%d", port), func(c net.Conn) {
+			s.mu.Lock()
+			s.peers[port] = append(s.peers[port], netlab.PeerOf(c))
+			s.mu.Unlock()
+			handle(c)
 		})
 		if err != nil {
 			s.close()
-			return nil, fmt.Errorf("server listening on :%d in %s: %w", port, ns.Name, err)
+			return nil, fmt.Errorf("server: %w", err)
 		}
-		s.lns = append(s.lns, ln)
-		s.wg.Go(func() {
-			var cw sync.WaitGroup
-			defer cw.Wait()
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				ra := unmap(c.RemoteAddr().(*net.TCPAddr).AddrPort())
-				s.mu.Lock()
-				s.peers[port] = append(s.peers[port], ra)
-				s.conns[c] = struct{}{}
-				s.mu.Unlock()
-				cw.Go(func() {
-					defer func() {
-						s.mu.Lock()
-						delete(s.conns, c)
-						s.mu.Unlock()
-						c.Close()
-					}()
-					handle(c)
-				})
-			}
-		})
 	}
 	return s, nil
 }
 
 // close stops accepting, closes the open connections and waits for the
 // handlers.
-func (s *servers) close() {
-	for _, ln := range s.lns {
-		ln.Close()
-	}
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-}
+func (s *servers) close() { s.srv.Close() }
 
 // peer returns the first peer the server on port saw.
 func (s *servers) peer(port int) (netip.AddrPort, bool) {
@@ -96,8 +60,10 @@ func (s *servers) peer(port int) (netip.AddrPort, bool) {
 }
 
 func (s *servers) whoami(c net.Conn) {
+	// Deadline setters fail only on a closed conn, and the I/O after them
+	// then fails; the same throughout this file.
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(c, "%s\n", unmap(c.RemoteAddr().(*net.TCPAddr).AddrPort()))
+	fmt.Fprintf(c, "%s\n", netlab.PeerOf(c))
 }
 
 func (s *servers) stream(c net.Conn) {
@@ -118,15 +84,8 @@ func (s *servers) stream(c net.Conn) {
 	_, _ = io.Copy(io.Discard, c)
 }
 
-// dialIn connects from inside ns.
 func dialIn(ctx context.Context, ns *netlab.NS, network, addr string) (net.Conn, error) {
-	var c net.Conn
-	err := ns.Do(func() (err error) {
-		d := net.Dialer{Timeout: 10 * time.Second}
-		c, err = d.DialContext(ctx, network, addr)
-		return err
-	})
-	return c, err
+	return labproc.Dial(ctx, ns, network, addr)
 }
 
 // whoami asks the server which address it sees us as, from the LAN client.
@@ -179,36 +138,15 @@ func (d *download) run(ctx context.Context, c net.Conn) error {
 
 // scraper fetches a Prometheus exposition from addr inside ns.
 type scraper struct {
-	url    string
-	client *http.Client
+	ns   *netlab.NS
+	addr string
 }
 
-func newScraper(ns *netlab.NS, addr string) *scraper {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
-			return dialIn(ctx, ns, network, a)
-		},
-		DisableKeepAlives: true,
-	}
-	return &scraper{url: "http://" + addr + "/metrics", client: &http.Client{Transport: tr, Timeout: 2 * time.Second}}
-}
+func newScraper(ns *netlab.NS, addr string) *scraper { return &scraper{ns, addr} }
 
+// get gives up after 2 s: the demo samples every second.
 func (s *scraper) get(ctx context.Context) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: %s", s.url, resp.Status)
-	}
-	return string(b), nil
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return labproc.MetricsText(ctx, s.ns, s.addr)
 }

@@ -247,6 +247,7 @@ func (g *gate) close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.closed = true
+	// Fails only if the file is closed, which ends the Read too.
 	_ = g.f.SetReadDeadline(time.Unix(1, 0))
 }
 

@@ -1,6 +1,10 @@
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // HAG is hag's collectors.
 type HAG struct {
@@ -18,11 +22,15 @@ type HAG struct {
 	PoolWaiting        prometheus.Gauge       // hcpe's warm connections before their first byte
 	PoolEnds           *prometheus.CounterVec // reason: closed, idle, error
 	Refusals           *prometheus.CounterVec // reason: RefusalReasons
+	Reloads            *prometheus.CounterVec // result: ok, refused
+
+	replayEntries atomic.Pointer[func() float64] // SetCookieReplayEntries
 }
 
 // RefusalReasons are the reasons hag_refusals_total exports from the start.
 var RefusalReasons = []string{"handshake_limit", "handshake_limit_source", "handshake_unproven",
-	"destination_special", "destination_self", "destination_denied", "descriptors", "pool_limit"}
+	"destination_special", "destination_self", "destination_denied", "descriptors", "pool_limit", "join_source",
+	"cookie_invalid", "cookie_expired", "cookie_unknown_cpe", "cookie_unknown_key", "cookie_replay", "cookie_replay_full"}
 
 // NewHAG registers hag's collectors on a fresh registry. bytes reports the
 // bytes relayed so far in a direction ("to_server", "to_client"), live flows
@@ -67,6 +75,9 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 		PoolEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hag_pool_ends_total", Help: "Warm-pool connections that ended before their first byte, by reason (closed, idle, error).",
 		}, []string{"reason"}),
+		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hag_config_reloads_total", Help: "Config reloads (SIGHUP or hag reload), by result: ok, or refused (the running config stayed).",
+		}, []string{"result"}),
 	}
 	for _, dir := range []string{"to_server", "to_client"} {
 		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -75,9 +86,24 @@ func NewHAG(bytes func(direction string) float64) *HAG {
 	}
 	m.Registry.MustRegister(m.FlowsActive, m.Flows, m.ConvertErrors, m.DialDuration,
 		m.MPTCPFallbacks, m.Subflows, m.LimitHits, m.HandshakesInFlight, m.FlowEnds,
-		m.PoolWaiting, m.PoolEnds, m.Refusals)
+		m.PoolWaiting, m.PoolEnds, m.Refusals, m.Reloads)
 	for _, r := range RefusalReasons {
 		m.Refusals.WithLabelValues(r)
 	}
+	for _, r := range []string{"ok", "refused"} {
+		m.Reloads.WithLabelValues(r)
+	}
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "hag_cookie_replay_entries", Help: "Cookies remembered so that each is accepted once; compare with limits.cookie_replay_entries.",
+	}, func() float64 {
+		if n := m.replayEntries.Load(); n != nil {
+			return (*n)()
+		}
+		return 0
+	}))
 	return m
 }
+
+// SetCookieReplayEntries names what reports the size of hag's cookie
+// replay filter (hag_cookie_replay_entries).
+func (m *HAG) SetCookieReplayEntries(n func() float64) { m.replayEntries.Store(&n) }

@@ -13,7 +13,7 @@ type HCPE struct {
 	UplinkBytes   *prometheus.CounterVec   // uplink, direction (up, down); from the kernel's subflow counters
 	Subflows      *prometheus.GaugeVec     // uplink; established subflows now
 	Fallbacks     *prometheus.CounterVec   // uplink, reason: stripped, syn_retries, blackhole
-	NetstackDrops *prometheus.CounterVec   // reason: handshakes, handshakes_per_host, flows
+	NetstackDrops *prometheus.CounterVec   // reason: handshakes, handshakes_per_host, flows, flows_per_host, memory
 	UplinkUp      *prometheus.GaugeVec     // uplink; 1 when the probes say it is alive
 	UplinkBackup  *prometheus.GaugeVec     // uplink; 1 when its endpoint carries the backup flag
 	UplinkRTT     *prometheus.GaugeVec     // uplink; smoothed probe RTT
@@ -61,7 +61,7 @@ func NewHCPE() *HCPE {
 			Name: "hcpe_mptcp_fallbacks_total", Help: "Connections to hag that fell back from MPTCP to plain TCP, by uplink and reason (stripped, syn_retries, blackhole).",
 		}, []string{"uplink", "reason"}),
 		NetstackDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hcpe_netstack_drops_total", Help: "LAN SYNs dropped by a bound, by reason.",
+			Name: "hcpe_netstack_drops_total", Help: "LAN SYNs dropped or refused (RST) by a bound, by reason.",
 		}, []string{"reason"}),
 		UplinkUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hcpe_uplink_up", Help: "1 when the uplink's health probes reach hag.",

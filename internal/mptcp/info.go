@@ -44,6 +44,10 @@ const (
 // plain TCP child of an MPTCP listener).
 var ErrFallback = errors.New("mptcp: connection fell back to plain TCP")
 
+// ErrSubflowNotFound reports that CloseSubflow found no socket with the
+// given addresses: the subflow closed already.
+var ErrSubflowNotFound = errors.New("mptcp: no such subflow")
+
 // ErrMPTCPUnavailable reports that the kernel refused to create an
 // IPPROTO_MPTCP socket: MPTCP is not built in (EPROTONOSUPPORT), disabled by
 // net.mptcp.enabled=0 in this netns (ENOPROTOOPT), or the kernel is older

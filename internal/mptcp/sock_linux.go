@@ -76,7 +76,87 @@ func control(c syscall.RawConn, fn func(fd int) error) error {
 	return ferr
 }
 
-// Listen opens an MPTCP listener; opts.FastOpen says whether and on what
+// sockopt is one step of socket setup, run on the descriptor from the
+// Control hook of net.Dialer or net.ListenConfig, before bind. Listen and
+// Dial compose the steps a call needs from the constructors below.
+type sockopt func(fd int) error
+
+// useMPTCP comes first: the options after it must land on the MPTCP socket.
+func useMPTCP() sockopt { return replaceWithMPTCP }
+
+// setInt sets an integer option; name is what an error calls it.
+func setInt(level, opt, v int, name string) sockopt {
+	return func(fd int) error {
+		if err := unix.SetsockoptInt(fd, level, opt, v); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+		return nil
+	}
+}
+
+// fastOpenListen lets a listener keep data from up to qlen SYNs waiting
+// for Accept.
+func fastOpenListen(qlen int) sockopt {
+	return setInt(unix.IPPROTO_TCP, unix.TCP_FASTOPEN, qlen, "TCP_FASTOPEN")
+}
+
+// fastOpenNoCookie takes SYN data without a TFO cookie (RFC 8803 App.
+// A.2): on a listener the source is unproven until the third ACK; on a
+// client no cookie is asked for, so the first SYN carries the data.
+func fastOpenNoCookie() sockopt {
+	return setInt(unix.IPPROTO_TCP, unix.TCP_FASTOPEN_NO_COOKIE, 1, "TCP_FASTOPEN_NO_COOKIE")
+}
+
+// fastOpenConnect makes connect only record the destination; the first
+// write sends SYN+data.
+func fastOpenConnect() sockopt {
+	return setInt(unix.IPPROTO_TCP, unix.TCP_FASTOPEN_CONNECT, 1, "TCP_FASTOPEN_CONNECT (needs net.ipv4.tcp_fastopen & 1)")
+}
+
+// mark sets SO_MARK for policy routing per uplink.
+func mark(m int) sockopt {
+	return setInt(unix.SOL_SOCKET, unix.SO_MARK, m, fmt.Sprintf("SO_MARK %#x", m))
+}
+
+// bindDevice pins the initial subflow to dev.
+func bindDevice(dev string) sockopt {
+	return func(fd int) error {
+		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, dev); err != nil {
+			return fmt.Errorf("binding to device %s: %w", dev, err)
+		}
+		return nil
+	}
+}
+
+// bindAddressNoPort defers the choice of a local port from bind to
+// connect, where the kernel can pick from the whole 4-tuple space.
+func bindAddressNoPort() sockopt {
+	return setInt(unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1, "IP_BIND_ADDRESS_NO_PORT")
+}
+
+// controlFunc runs opts in order on the socket, then the caller's hooks.
+func controlFunc(opts []sockopt, hooks []ControlFunc) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		if err := control(c, func(fd int) error {
+			for _, o := range opts {
+				if err := o(fd); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, fn := range hooks {
+			if err := fn(network, address, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// Listen opens an MPTCP listener; o.FastOpen says whether and on what
 // proof it accepts data in the SYN (the zero value, FastOpenNoCookie, takes
 // it without a cookie, RFC 8803 App. A.2). network is "tcp", "tcp4" or
 // "tcp6", addr as for net.Listen ("[::]:5124" is dual-stack).
@@ -87,46 +167,22 @@ func control(c syscall.RawConn, fn func(fd int) error) error {
 // Clients that do not speak MPTCP are accepted as plain TCP conns; Check
 // tells them apart. Listen never falls back to a TCP listener: if the kernel
 // refuses MPTCP the error wraps ErrMPTCPUnavailable.
-func Listen(ctx context.Context, network, addr string, opts ListenOptions) (*net.TCPListener, error) {
-	qlen := opts.FastOpenQueue
+func Listen(ctx context.Context, network, addr string, o ListenOptions) (*net.TCPListener, error) {
+	qlen := o.FastOpenQueue
 	if qlen == 0 {
 		qlen = DefaultFastOpenQueue
 	}
 	if qlen < 0 {
 		return nil, fmt.Errorf("mptcp: listen %s %s: negative FastOpenQueue %d", network, addr, qlen)
 	}
-	lc := net.ListenConfig{
-		Control: func(nw, address string, c syscall.RawConn) error {
-			if err := control(c, func(fd int) error {
-				if err := replaceWithMPTCP(fd); err != nil {
-					return err
-				}
-				if opts.FastOpen == FastOpenOff {
-					return nil
-				}
-				if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_FASTOPEN, qlen); err != nil {
-					return fmt.Errorf("setting TCP_FASTOPEN: %w", err)
-				}
-				if opts.FastOpen != FastOpenNoCookie {
-					return nil
-				}
-				// Accept SYN data without a TFO cookie (RFC 8803 App.
-				// A.2): the source is unproven until the third ACK.
-				if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_FASTOPEN_NO_COOKIE, 1); err != nil {
-					return fmt.Errorf("setting TCP_FASTOPEN_NO_COOKIE: %w", err)
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-			for _, fn := range opts.Control {
-				if err := fn(nw, address, c); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
+	opts := []sockopt{useMPTCP()}
+	if o.FastOpen != FastOpenOff {
+		opts = append(opts, fastOpenListen(qlen))
 	}
+	if o.FastOpen == FastOpenNoCookie {
+		opts = append(opts, fastOpenNoCookie())
+	}
+	lc := net.ListenConfig{Control: controlFunc(opts, o.Control)}
 	// Pin the choice: we install the MPTCP socket ourselves, and the net
 	// package must not try (and silently give up) on its own.
 	lc.SetMultipathTCP(false)
@@ -174,50 +230,20 @@ func Dial(ctx context.Context, o DialOptions, firstData []byte) (*net.TCPConn, e
 	}
 	d.SetMultipathTCP(false) // see Listen
 	tfo := len(firstData) > 0
-	d.Control = func(nw, address string, c syscall.RawConn) error {
-		if err := control(c, func(fd int) error {
-			if err := replaceWithMPTCP(fd); err != nil {
-				return err
-			}
-			if o.Mark != 0 {
-				if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, o.Mark); err != nil {
-					return fmt.Errorf("setting SO_MARK %#x: %w", o.Mark, err)
-				}
-			}
-			if o.BindDevice != "" {
-				if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, o.BindDevice); err != nil {
-					return fmt.Errorf("binding to device %s: %w", o.BindDevice, err)
-				}
-			}
-			if o.Local.IsValid() && o.Local.Port() == 0 {
-				// Choose the port at connect time, from the whole
-				// 4-tuple space, not at bind.
-				if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); err != nil {
-					return fmt.Errorf("setting IP_BIND_ADDRESS_NO_PORT: %w", err)
-				}
-			}
-			if !tfo {
-				return nil
-			}
-			// connect only records the destination; the first write
-			// sends SYN+data.
-			if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_FASTOPEN_CONNECT, 1); err != nil {
-				return fmt.Errorf("setting TCP_FASTOPEN_CONNECT (needs net.ipv4.tcp_fastopen & 1): %w", err)
-			}
-			if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_FASTOPEN_NO_COOKIE, 1); err != nil {
-				return fmt.Errorf("setting TCP_FASTOPEN_NO_COOKIE: %w", err)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, fn := range o.Control {
-			if err := fn(nw, address, c); err != nil {
-				return err
-			}
-		}
-		return nil
+	opts := []sockopt{useMPTCP()}
+	if o.Mark != 0 {
+		opts = append(opts, mark(o.Mark))
 	}
+	if o.BindDevice != "" {
+		opts = append(opts, bindDevice(o.BindDevice))
+	}
+	if o.Local.IsValid() && o.Local.Port() == 0 {
+		opts = append(opts, bindAddressNoPort())
+	}
+	if tfo {
+		opts = append(opts, fastOpenConnect(), fastOpenNoCookie())
+	}
+	d.Control = controlFunc(opts, o.Control)
 	network := "tcp4"
 	if !o.Remote.Addr().Unmap().Is4() {
 		network = "tcp6"
@@ -246,6 +272,7 @@ func Dial(ctx context.Context, o DialOptions, firstData []byte) (*net.TCPConn, e
 			return nil, fmt.Errorf("mptcp: dial %v: setting write deadline: %w", o.Remote, err)
 		}
 	}
+	// Fails only if tc is closed, which ends the Write too.
 	stop := context.AfterFunc(ctx, func() { _ = tc.SetWriteDeadline(time.Unix(1, 0)) })
 	_, werr := tc.Write(firstData)
 	if !stop() && werr == nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 )
 
 // Listen needs Linux-kernel MPTCP.
@@ -35,3 +36,6 @@ func Info(conn *net.TCPConn) (ConnInfo, error) { return ConnInfo{}, errors.ErrUn
 
 // Subflows needs Linux-kernel MPTCP.
 func Subflows(conn *net.TCPConn) ([]Subflow, error) { return nil, errors.ErrUnsupported }
+
+// CloseSubflow needs Linux.
+func CloseSubflow(local, remote netip.AddrPort) error { return errors.ErrUnsupported }

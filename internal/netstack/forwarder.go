@@ -13,6 +13,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"hybridgw/internal/hostkey"
 )
 
 // forwarder admits LAN SYNs within the bounds, dials, and completes or
@@ -45,6 +47,9 @@ type forwarder struct {
 	inFlight map[stack.TransportEndpointID]*pending
 	perHost  map[netip.Addr]int
 	active   map[*flow]struct{}
+	// hostFlows counts admitted SYNs and running flows per LAN host
+	// (hostkey.Of) against MaxFlowsPerHost; an entry lives while it counts.
+	hostFlows map[netip.Prefix]int
 }
 
 // pending is an admitted SYN.
@@ -71,6 +76,8 @@ func newForwarder(cfg *Config, c *counters) *forwarder {
 		inFlight: make(map[stack.TransportEndpointID]*pending),
 		perHost:  make(map[netip.Addr]int),
 		active:   make(map[*flow]struct{}),
+
+		hostFlows: make(map[netip.Prefix]int),
 	}
 }
 
@@ -128,7 +135,8 @@ func (f *forwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Packet
 		f.mu.Unlock()
 		return true
 	}
-	var drop *atomic.Uint64
+	host := hostkey.Of(src)
+	var drop, refuse *atomic.Uint64
 	switch {
 	case f.closing || f.stopped:
 		drop = &f.c.dropStopped
@@ -138,28 +146,49 @@ func (f *forwarder) handlePacket(id stack.TransportEndpointID, pkt *stack.Packet
 		drop = &f.c.dropPerHost
 	case len(f.inFlight)+len(f.active) >= f.cfg.MaxFlows:
 		drop = &f.c.dropFlows
+	case f.hostFlows[host] >= f.cfg.MaxFlowsPerHost:
+		refuse = &f.c.refusedPerHost
+	case f.cfg.Overloaded != nil && f.cfg.Overloaded():
+		refuse = &f.c.refusedMemory
 	}
 	if drop != nil {
 		f.mu.Unlock()
 		drop.Add(1)
 		return true
 	}
+	if refuse != nil {
+		f.mu.Unlock()
+		refuse.Add(1)
+		return false // gVisor answers an unclaimed SYN with a RST
+	}
 	p := &pending{src: src, proto: pkt.NetworkProtocolNumber}
 	p.syn = append(append(make([]byte, 0, len(pkt.NetworkHeader().Slice())+len(th)),
 		pkt.NetworkHeader().Slice()...), th...)
 	f.inFlight[id] = p
 	f.perHost[src]++
+	f.hostFlows[host]++
 	f.handlers.Add(1)
 	f.mu.Unlock()
 
 	if !f.tcpFwd.HandlePacket(id, pkt) {
 		// Not a valid SYN after all (bad checksum): no goroutine started.
 		f.release(id, p)
+		f.leaveHost(src)
 		f.handlers.Done()
 		return false
 	}
 	f.c.syns.Add(1)
 	return true
+}
+
+// leaveHost gives back the per-host count an admitted SYN took.
+func (f *forwarder) leaveHost(src netip.Addr) {
+	k := hostkey.Of(src)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hostFlows[k]--; f.hostFlows[k] <= 0 {
+		delete(f.hostFlows, k)
+	}
 }
 
 // release forgets an in-flight request.
@@ -190,6 +219,13 @@ func (f *forwarder) handle(r *tcp.ForwarderRequest) {
 	f.mu.Lock()
 	p := f.inFlight[id]
 	f.mu.Unlock()
+	// The request, and then its flow, counted per host until here (or,
+	// with Start, until the flow's done).
+	defer func() {
+		if !started {
+			f.leaveHost(p.src)
+		}
+	}()
 
 	fid := FlowID{
 		Src: netip.AddrPortFrom(p.src, id.RemotePort),
@@ -246,6 +282,7 @@ func (f *forwarder) handle(r *tcp.ForwarderRequest) {
 		started = true
 		f.cfg.Start(f.ctx, lan, up, sync.OnceFunc(func() {
 			f.served(fl)
+			f.leaveHost(p.src)
 			f.handlers.Done()
 		}))
 		return

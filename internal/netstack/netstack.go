@@ -129,6 +129,17 @@ type Config struct {
 	// MaxFlows bounds handshakes in flight plus flows being handled.
 	// Default 16384.
 	MaxFlows int
+	// MaxFlowsPerHost bounds handshakes in flight plus flows being handled
+	// per LAN host: one IPv4 address, or one IPv6 /64, so that a host
+	// rotating through its privacy addresses counts as one. A SYN over it
+	// is answered with a RST: unlike a burst of handshakes, a host at its
+	// bound stays there, and a retransmitted SYN would only wait longer
+	// to fail. Default 512.
+	MaxFlowsPerHost int
+	// Overloaded, if set, is asked for every LAN SYN; while it reports
+	// true (the process is near its memory ceiling) new flows are answered
+	// with a RST. It must be cheap: it runs in the TUN reader.
+	Overloaded func() bool
 	// DialTimeout bounds each Dial. Default 15 s: by then the LAN host has
 	// retransmitted its SYN four times.
 	DialTimeout time.Duration
@@ -146,6 +157,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxFlows == 0 {
 		c.MaxFlows = 16384
+	}
+	if c.MaxFlowsPerHost == 0 {
+		c.MaxFlowsPerHost = 512
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = 15 * time.Second
@@ -169,7 +183,7 @@ func (c *Config) validate() error {
 	if (c.Handle == nil) == (c.Start == nil) {
 		errs = append(errs, errors.New("netstack: exactly one of Handle and Start is required"))
 	}
-	if c.MaxInFlight < 0 || c.MaxInFlightPerHost < 0 || c.MaxFlows < 0 || c.DialTimeout < 0 {
+	if c.MaxInFlight < 0 || c.MaxInFlightPerHost < 0 || c.MaxFlows < 0 || c.MaxFlowsPerHost < 0 || c.DialTimeout < 0 {
 		errs = append(errs, errors.New("netstack: limits and timeouts must not be negative"))
 	}
 	if c.MaxInFlightPerHost > c.MaxInFlight {
@@ -187,6 +201,8 @@ type Stats struct {
 	DropInFlight   uint64 // SYNs dropped by MaxInFlight
 	DropPerHost    uint64 // SYNs dropped by MaxInFlightPerHost
 	DropFlows      uint64 // SYNs dropped by MaxFlows
+	RefusedPerHost uint64 // SYNs answered with a RST by MaxFlowsPerHost
+	RefusedMemory  uint64 // SYNs answered with a RST while Overloaded
 	DropStopped    uint64 // SYNs dropped after StopAccepting or during shutdown
 	DialErrors     uint64 // Dial failed; the LAN host was answered per Reject
 	HandshakeFails uint64 // Dial succeeded but the LAN host did not complete
@@ -202,6 +218,7 @@ type Stats struct {
 
 type counters struct {
 	syns, dropInFlight, dropPerHost, dropFlows, dropStopped atomic.Uint64
+	refusedPerHost, refusedMemory                           atomic.Uint64
 	dialErrors, handshakeFails, flows                       atomic.Uint64
 	tunReadErrors, tunWriteErrors                           atomic.Uint64
 }
@@ -238,6 +255,8 @@ func (s *Stack) Stats() Stats {
 		DropInFlight:   s.c.dropInFlight.Load(),
 		DropPerHost:    s.c.dropPerHost.Load(),
 		DropFlows:      s.c.dropFlows.Load(),
+		RefusedPerHost: s.c.refusedPerHost.Load(),
+		RefusedMemory:  s.c.refusedMemory.Load(),
 		DropStopped:    s.c.dropStopped.Load(),
 		DialErrors:     s.c.dialErrors.Load(),
 		HandshakeFails: s.c.handshakeFails.Load(),

@@ -17,11 +17,11 @@ import (
 
 var otherKey = []byte("fedcba9876543210fedcba9876543210")
 
-func keys(id string) ([]byte, bool) {
+func keys(id string) [][]byte {
 	if id == "cpe-1" {
-		return testKey, true
+		return [][]byte{testKey}
 	}
-	return nil, false
+	return nil
 }
 
 type server struct {
@@ -190,6 +190,33 @@ func TestLoopbackWrongKeyIgnored(t *testing.T) {
 	}
 	st := srv.Stats()
 	if st.Replies != 0 || st.BadMAC == 0 || st.UnknownCPE == 0 {
+		t.Fatalf("server stats %+v", st)
+	}
+}
+
+// During a key rotation hag holds two keys of a CPE: a prober with either
+// is answered (with its own key, or it would not take the reply), one
+// with a third key is not.
+func TestLoopbackTwoKeys(t *testing.T) {
+	nextKey := []byte("abcdefabcdefabcdefabcdefabcdefab")
+	srv := startServer(t, &Server{Keys: func(id string) [][]byte {
+		if id == "cpe-1" {
+			return [][]byte{testKey, nextKey}
+		}
+		return nil
+	}})
+	c := fastConfig(srv.addr)
+	old := startProber(t, c)
+	c.Key = nextKey
+	next := startProber(t, c)
+	c.Key = otherKey
+	wrong := startProber(t, c)
+	old.wait(t, true, 2*time.Second)
+	next.wait(t, true, 2*time.Second)
+	if st := wrong.Status(); st.Alive || st.Replies != 0 {
+		t.Fatalf("prober with a key hag does not hold: %+v", st)
+	}
+	if st := srv.Stats(); st.BadMAC == 0 || st.UnknownCPE != 0 {
 		t.Fatalf("server stats %+v", st)
 	}
 }

@@ -131,6 +131,7 @@ func (p *Prober) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			connMu.Lock()
 			if conn != nil {
+				// Fails only if conn is closed, which ends the Read too.
 				_ = conn.SetReadDeadline(time.Unix(1, 0))
 			}
 			connMu.Unlock()

@@ -31,8 +31,10 @@ const (
 // defaults. A Server may serve several sockets at once; each has its own
 // rate limiter.
 type Server struct {
-	// Keys returns a CPE's key; requests from unknown CPEs are dropped.
-	Keys func(cpeID string) ([]byte, bool)
+	// Keys returns a CPE's keys (two during a key rotation; a request
+	// verifies under any, and its reply is signed with that one); requests
+	// from unknown CPEs or CPEs without a key are dropped.
+	Keys func(cpeID string) [][]byte
 	// Rate and Burst limit replies per source address and port; 0 means
 	// DefaultRate, DefaultBurst.
 	Rate  float64
@@ -97,6 +99,7 @@ func (s *Server) Serve(ctx context.Context, c *net.UDPConn) error {
 	wg.Go(func() {
 		select {
 		case <-ctx.Done():
+			// Fails only if c is closed, which ends the Read too.
 			_ = c.SetReadDeadline(time.Unix(1, 0))
 		case <-done:
 		}
@@ -142,12 +145,19 @@ func (s *Server) answer(b []byte, from netip.AddrPort, lim *limiter, now time.Du
 		s.malformed.Add(1)
 		return nil, false
 	}
-	key, ok := s.Keys(string(m.CPEID))
-	if !ok || len(key) == 0 {
+	keys := s.Keys(string(m.CPEID))
+	var key []byte
+	for _, k := range keys {
+		if len(k) > 0 && m.Verify(k) {
+			key = k
+			break
+		}
+	}
+	switch {
+	case len(keys) == 0:
 		s.unknownCPE.Add(1)
 		return nil, false
-	}
-	if !m.Verify(key) {
+	case key == nil:
 		s.badMAC.Add(1)
 		return nil, false
 	}

@@ -566,20 +566,11 @@ func (f *flow) complete() {
 	f.onDone(res)
 }
 
-// idleCheck runs when the idle timer fires. A quiet flow ends unless a
-// direction holds bytes it is writing; that one gets the grace first.
+// idleCheck runs when the idle timer fires (idleDecision decides).
 func (f *flow) idleCheck() {
-	idle := f.opts.IdleTimeout
-	grace := min(max(idle/4, 10*time.Millisecond), 10*time.Second)
 	quiet := time.Since(f.start) - time.Duration(f.last.Load())
-	wait := time.Duration(0)
-	switch {
-	case quiet < idle:
-		wait = idle - quiet
-	case quiet < idle+grace && (f.dirs[0].busy.Load() || f.dirs[1].busy.Load()):
-		wait = idle + grace - quiet
-	}
-	if wait > 0 {
+	busy := f.dirs[0].busy.Load() || f.dirs[1].busy.Load()
+	if wait, idle := idleDecision(f.opts.IdleTimeout, quiet, busy); !idle {
 		f.mu.Lock()
 		if !f.completed {
 			f.idle.Reset(wait)
@@ -669,6 +660,7 @@ func (f *flow) finish(r Reason, side Side, err error) {
 // restores the normal close.
 func setLinger(c Conn, sec int) {
 	if l, ok := c.(interface{ SetLinger(int) error }); ok {
+		// Fails only on a closed conn, which has nothing left to reset.
 		_ = l.SetLinger(sec)
 	}
 }

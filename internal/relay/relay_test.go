@@ -344,19 +344,39 @@ func TestRelayIdleTimeout(t *testing.T) {
 	each(t, []mode{modeSplice, modeUser}, func(t *testing.T, network, addr string, m mode) {
 		t.Run("quiet flow ends", func(t *testing.T) {
 			const idle = 200 * time.Millisecond
-			h := start(t, network, addr, m, Options{IdleTimeout: idle})
-			t0 := time.Now()
-			r := h.wait(t, 5*time.Second)
-			if el := time.Since(t0); el < idle || el > idle+3*time.Second {
-				t.Errorf("ended after %v, want about %v", el, idle)
+			// The relay ends a quiet flow at idle, or after the grace if
+			// a direction holds bytes it is writing; one more idle
+			// period absorbs a late timer. On a shared machine
+			// one try can stall, so a late end is retried as
+			// internal/netlab's fidelity tests do, while a wrong result
+			// fails at once.
+			bound := idle + idleGrace(idle) + idle
+			var took []time.Duration
+			for try := 0; try < 3; try++ {
+				// t0 before start, which begins the relay's clock: a
+				// relay can then never end less than idle after t0.
+				t0 := time.Now()
+				h := start(t, network, addr, m, Options{IdleTimeout: idle})
+				r := h.wait(t, 5*time.Second)
+				el := time.Since(t0)
+				took = append(took, el)
+				if el < idle {
+					t.Errorf("ended after %v, before the idle timeout %v", el, idle)
+				}
+				if r.End != ReasonIdle || r.First != SideNone || r.Err != nil {
+					t.Errorf("end %v first %v err %v, want idle none nil", r.End, r.First, r.Err)
+				}
+				// The relay cannot know that the stream is complete; a FIN
+				// would say it is.
+				assertReset(t, "client", h.client)
+				assertReset(t, "server", h.server)
+				if t.Failed() || el <= bound {
+					break
+				}
 			}
-			if r.End != ReasonIdle || r.First != SideNone || r.Err != nil {
-				t.Errorf("end %v first %v err %v, want idle none nil", r.End, r.First, r.Err)
+			if el := took[len(took)-1]; el > bound {
+				t.Errorf("ended after %v in every try, want about %v (bound %v)", took, idle, bound)
 			}
-			// The relay cannot know that the stream is complete; a FIN
-			// would say it is.
-			assertReset(t, "client", h.client)
-			assertReset(t, "server", h.server)
 		})
 		// A trickle far below one splice chunk must count as progress.
 		t.Run("trickle keeps flow alive", func(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"hybridgw/internal/labproc"
 	"hybridgw/internal/netlab"
 )
 
@@ -55,17 +56,13 @@ type daemon struct {
 func startDaemon(t *testing.T, ns *netlab.NS, name, cfg string) *daemon {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
-	logf, err := os.Create(logPath)
+	// labproc.Start: the daemon gets SIGTERM if the test binary dies.
+	p, err := labproc.Start(ns, name, logPath, filepath.Join(binDir, name), "run", "-c", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{name: name, log: logPath, exited: make(chan error, 1)}
-	d.cmd = exec.Command("ip", "netns", "exec", ns.Name, filepath.Join(binDir, name), "run", "-c", cfg)
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.exited <- d.cmd.Wait(); logf.Close() }()
+	d := &daemon{name: name, log: logPath, exited: make(chan error, 1), cmd: p.Cmd()}
+	go func() { d.exited <- p.Err() }()
 	t.Cleanup(func() {
 		d.stop(t)
 		if t.Failed() {
@@ -98,13 +95,7 @@ func (d *daemon) stop(t *testing.T) {
 	}
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func tail(s string, n int) string { return labproc.Tail(s, n) }
 
 // system is the lab with hag and hcpe running and the test servers up.
 type system struct {
@@ -175,23 +166,14 @@ func (s *system) startCPE(t *testing.T) {
 
 func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(25 * time.Millisecond)
+	if err := labproc.WaitFor(context.Background(), what, d, ok); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // dialFromClient connects from the LAN client namespace.
 func (s *system) dial(ctx context.Context, dst netip.AddrPort) (*net.TCPConn, error) {
-	var c net.Conn
-	err := s.lab.LAN.Do(func() (err error) {
-		d := net.Dialer{Timeout: 10 * time.Second}
-		c, err = d.DialContext(ctx, "tcp", dst.String())
-		return err
-	})
+	c, err := labproc.Dial(ctx, s.lab.LAN, "tcp", dst.String())
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +211,7 @@ func (s *system) scrapeLatency(t *testing.T) time.Duration {
 // must fail a test that waits for it to reach 0. A family present with no
 // matching sample is 0 (a label set not observed yet).
 func (s *system) tryMetric(ns *netlab.NS, port int, name string, fragments ...string) (float64, error) {
-	out, err := ns.Output("bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3", port))
+	out, err := labproc.MetricsText(context.Background(), ns, fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		return 0, fmt.Errorf("scraping metrics: %w", err)
 	}
@@ -244,28 +226,8 @@ func (s *system) tryMetric(ns *netlab.NS, port int, name string, fragments ...st
 // exposition whose line contains every fragment; an error when the family
 // is neither in the exposition nor in the metrics catalogue.
 func sumMetric(out, name string, fragments ...string) (float64, error) {
-	var sum float64
-	family := false
-	for _, line := range strings.Split(out, "\n") {
-		if strings.HasPrefix(line, "# TYPE "+name+" ") {
-			family = true
-		}
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		match := true
-		for _, f := range fragments {
-			match = match && strings.Contains(line, f)
-		}
-		if !match {
-			continue
-		}
-		var v float64
-		if _, err := fmt.Sscanf(line[strings.LastIndexByte(line, ' ')+1:], "%g", &v); err == nil {
-			sum += v
-		}
-	}
-	if !family && !catalogue()[name] {
+	sum, _ := labproc.Sum(out, name, fragments...)
+	if !labproc.HasFamily(out, name) && !catalogue()[name] {
 		return 0, fmt.Errorf("metric %s is not in the exposition, nor in docs/metrics.md", name)
 	}
 	// A catalogued family may be absent: a labelled counter exports no

@@ -248,6 +248,8 @@ func (p *PM) Events(ctx context.Context) (<-chan Event, error) {
 		return nil, fmt.Errorf("pm: joining %s: %w", eventsGroup, err)
 	}
 	// A bigger buffer rides out bursts (many connections closing at once).
+	// It cannot fail on a socket just opened; the kernel caps it at
+	// net.core.rmem_max silently.
 	_ = c.SetReadBuffer(1 << 20)
 	ch := make(chan Event, 64)
 	stop := context.AfterFunc(ctx, func() { c.Close() })

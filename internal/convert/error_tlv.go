@@ -88,3 +88,29 @@ func (e *ErrorTLV) Echo() []byte {
 	}
 	return nil
 }
+
+// errorCodec is the Error TLV (§6.2.8): Type, Length, Error Code, then the
+// Value, at least one byte, zero-padded.
+type errorCodec struct{ noCheck }
+
+func (errorCodec) has(m Msg) bool { return m.HasError }
+
+func (errorCodec) wireLen(m Msg) int { return pad4(3 + max(len(m.Error.Value), 1)) }
+
+func (errorCodec) parse(m Msg, v []byte, _ int) (Msg, error) {
+	m.HasError = true
+	m.Error = ErrorTLV{Code: ErrorCode(v[2]), Value: v[3:len(v):len(v)]}
+	return m, nil
+}
+
+func (c errorCodec) appendTo(b []byte, m Msg) []byte {
+	v := m.Error.Value
+	l := c.wireLen(m)
+	b = append(b, byte(TypeError), byte(l/4), byte(m.Error.Code))
+	if len(v) == 0 {
+		b = append(b, 0)
+	} else {
+		b = append(b, v...)
+	}
+	return appendZeros(b, l-3-max(len(v), 1))
+}
