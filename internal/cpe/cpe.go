@@ -10,6 +10,7 @@ import (
 
 	"hybridgw/internal/config"
 	"hybridgw/internal/metrics"
+	"hybridgw/internal/relay"
 	"hybridgw/internal/tun"
 )
 
@@ -24,6 +25,7 @@ type CPE struct {
 	// withdrawals takes dead uplinks' endpoints away from running
 	// connections and gives them back.
 	withdrawals *withdrawals
+	poller      *relay.Poller
 
 	reloadMu sync.Mutex // guards what a reload changes
 	steer    *tun.Steering

@@ -31,10 +31,39 @@ type flow struct {
 	ctr      relay.Counters
 
 	mu   sync.Mutex
-	last map[subflowKey][2]uint64 // bytes acked (up), received (down) at the last poll
+	last subflowCounts // bytes acked (up), received (down) at the last poll
 }
 
 type subflowKey struct{ local, remote netip.AddrPort }
+
+// subflowCounts maps a flow's subflows (a handful at most) to their
+// counts: a slice, because a Go map costs each of thousands of idle flows
+// several hundred bytes more.
+type subflowCounts []subflowCount
+
+type subflowCount struct {
+	k subflowKey
+	n [2]uint64
+}
+
+func (c subflowCounts) get(k subflowKey) [2]uint64 {
+	for _, e := range c {
+		if e.k == k {
+			return e.n
+		}
+	}
+	return [2]uint64{}
+}
+
+func (c *subflowCounts) set(k subflowKey, n [2]uint64) {
+	for i := range *c {
+		if (*c)[i].k == k {
+			(*c)[i].n = n
+			return
+		}
+	}
+	*c = append(*c, subflowCount{k, n})
+}
 
 // upstream is what Dial hands the netstack: the MPTCP conn and its flow.
 type upstream struct {
@@ -58,7 +87,7 @@ type upstream struct {
 //   - anything else → RST.
 func (c *CPE) dial(ctx context.Context, id netstack.FlowID) (netstack.Upstream, error) {
 	start := time.Now()
-	f := &flow{id: c.flowSeq.Add(1), lan: id, start: start, last: map[subflowKey][2]uint64{}}
+	f := &flow{id: c.flowSeq.Add(1), lan: id, start: start}
 	log := c.log.With("flow", f.id, "src", id.Src.String(), "dst", id.Dst.String())
 	fail := func(result string, reject netstack.Reject, err error) (netstack.Upstream, error) {
 		c.m.Flows.WithLabelValues(result).Inc()
@@ -263,19 +292,28 @@ func rejectFor(re *convert.RemoteError, v4 bool) netstack.Reject {
 	return netstack.RejectReset
 }
 
-// handle relays an established flow until both sides are done.
-func (c *CPE) handle(ctx context.Context, lan *netstack.Conn, up netstack.Upstream) {
+// start relays an established flow until both sides are done, holding no
+// goroutine while the flow is idle; done tells the netstack when it is over.
+func (c *CPE) start(ctx context.Context, lan *netstack.Conn, up netstack.Upstream, done func()) {
 	u := up.(*upstream)
 	f := u.f
 	c.mu.Lock()
 	c.flows[f] = struct{}{}
 	c.mu.Unlock()
 	c.m.FlowsActive.Inc()
-	res := relay.Relay(ctx, lan, &finalPoll{TCPConn: u.TCPConn, poll: func() { _ = c.pollFlow(f) }}, relay.Options{
+	relay.Start(ctx, lan, &finalPoll{TCPConn: u.TCPConn, poll: func() { _ = c.pollFlow(f) }}, relay.Options{
 		IdleTimeout: c.cfg.Limits.IdleTimeout,
 		IsReset:     netstack.IsReset,
 		Counters:    &f.ctr,
+		Poller:      c.poller,
+	}, func(res relay.Result) {
+		c.closed(f, res)
+		done()
 	})
+}
+
+// closed accounts for and logs a flow whose relay has ended.
+func (c *CPE) closed(f *flow, res relay.Result) {
 	c.m.FlowsActive.Dec()
 	c.mu.Lock()
 	delete(c.flows, f)
@@ -308,6 +346,10 @@ func (p *finalPoll) Close() error {
 // SetLinger fails only on a closed conn, which has nothing left to reset.
 func (p *finalPoll) Abort() { _ = p.TCPConn.SetLinger(0) }
 
+// KernelConn lets the relay wait for the MPTCP socket on its Poller
+// (relay.KernelConn): reading is the socket's own.
+func (p *finalPoll) KernelConn() *net.TCPConn { return p.TCPConn }
+
 // pollFlow adds what the flow's subflows carried since the last poll to the
 // per-uplink counters. The numbers are the kernel's (tcp_info of each
 // subflow), so a subflow's share is what really crossed that uplink.
@@ -321,7 +363,7 @@ func (c *CPE) pollFlow(f *flow) []mptcp.Subflow {
 		// uplink, the only path a plain TCP connection has.
 		up, down := uint64(f.ctr.AtoB.Load()), uint64(f.ctr.BtoA.Load())
 		k := subflowKey{}
-		last := f.last[k]
+		last := f.last.get(k)
 		if up > last[0] {
 			c.m.UplinkBytes.WithLabelValues(f.uplink, "up").Add(float64(up - last[0]))
 		}
@@ -329,21 +371,21 @@ func (c *CPE) pollFlow(f *flow) []mptcp.Subflow {
 			c.m.UplinkBytes.WithLabelValues(f.uplink, "down").Add(float64(down - last[1]))
 		}
 		if !f.mptcp {
-			f.last[k] = [2]uint64{max(up, last[0]), max(down, last[1])}
+			f.last.set(k, [2]uint64{max(up, last[0]), max(down, last[1])})
 		}
 		return nil
 	}
 	for _, s := range subs {
 		k := subflowKey{s.Local, s.Remote}
 		name := c.ups.nameOf(s.Local.Addr())
-		last := f.last[k]
+		last := f.last.get(k)
 		if s.TCP.BytesAcked > last[0] {
 			c.m.UplinkBytes.WithLabelValues(name, "up").Add(float64(s.TCP.BytesAcked - last[0]))
 		}
 		if s.TCP.BytesRecv > last[1] {
 			c.m.UplinkBytes.WithLabelValues(name, "down").Add(float64(s.TCP.BytesRecv - last[1]))
 		}
-		f.last[k] = [2]uint64{max(s.TCP.BytesAcked, last[0]), max(s.TCP.BytesRecv, last[1])}
+		f.last.set(k, [2]uint64{max(s.TCP.BytesAcked, last[0]), max(s.TCP.BytesRecv, last[1])})
 	}
 	return subs
 }

@@ -16,6 +16,7 @@ import (
 	"hybridgw/internal/metrics"
 	"hybridgw/internal/mptcp/pm"
 	"hybridgw/internal/netstack"
+	"hybridgw/internal/relay"
 	"hybridgw/internal/trim"
 	"hybridgw/internal/tun"
 )
@@ -27,7 +28,8 @@ import (
 // it; start the netstack. Shutdown order is the reverse: stop admitting
 // SYNs (new LAN connections get a RST from the kernel once steering is
 // gone); let flows finish for limits.shutdown_grace; close the netstack
-// (resetting what is left); stop the poller and the metrics and admin
+// (resetting what is left); stop the relays' epoll poller; stop the
+// subflow poller and the metrics and admin
 // servers; remove steering; stop the warm pool, health and uplinks (which
 // removes uplink rules, routes and endpoints); close the path manager.
 // The last steps are one deferred sequence, so that a start that fails
@@ -44,11 +46,13 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 	nop := func() {}
 	var wg sync.WaitGroup
 	stopUplinks, stopHealth, stopPool, stopStack, stopMetrics, stopPoll := nop, nop, nop, nop, nop, nop
+	stopRelays := nop
 	steered := false
 	defer func() {
 		// The stop sequence. On the normal path the netstack was already
 		// stopped below, after the flows' grace.
 		stopStack()
+		stopRelays() // after the stack: it has ended every flow
 		stopPoll()
 		stopMetrics() // metrics and admin
 		if steered {
@@ -128,9 +132,22 @@ func (c *CPE) Run(ctx context.Context) (err error) {
 	go func() { defer wg.Done(); mem.Run(memCtx, 250*time.Millisecond) }()
 	defer stopMem()
 
+	// The relays park idle flows on the poller; it runs until the stack
+	// has ended every flow.
+	if c.poller, err = relay.NewPoller(); err != nil {
+		dev.Close()
+		return err
+	}
+	stopRelays = func() { _ = c.poller.Close() }
+	wg.Go(func() {
+		if err := c.poller.Run(); err != nil {
+			c.log.Error("relay poller stopped", "err", err)
+		}
+	})
+
 	st, err := netstack.New(netstack.Config{
 		Device: dev, MTU: c.cfg.TUN.MTU,
-		Dial: c.dial, Handle: c.handle,
+		Dial: c.dial, Start: c.start,
 		MaxInFlight: c.cfg.Limits.HandshakesInFlight, MaxInFlightPerHost: c.cfg.Limits.HandshakesPerHost,
 		MaxFlows:        c.cfg.Limits.Flows + c.cfg.Limits.HandshakesInFlight,
 		MaxFlowsPerHost: c.cfg.Limits.FlowsPerHost,

@@ -57,6 +57,7 @@ type Gateway struct {
 	own       *ownSet
 	reg       registry // flows and CPEs for the admin API (admin.go)
 	pool      poolGate // hcpe's warm connections before their first byte (pool.go)
+	poller    *relay.Poller
 
 	joins joinGuard // relayed flows whose subflows are checked (joins.go)
 
@@ -142,11 +143,12 @@ func (g *Gateway) bytes(dir string) float64 {
 // Shutdown order: stop accepting (close listeners, wait for the accept
 // loops); let relayed flows run for limits.shutdown_grace; cancel the rest
 // (a cancelled relay resets both sides, so neither takes the cut stream for
-// complete) and wait for every handler. Then, as the defers unwind: stop
-// the metrics and admin servers and the trimmer; stop the probe servers;
-// stop watching hag's own addresses; remove the transparent-socket routing.
-// Each part's goroutines are waited for before the next part stops.
-func (g *Gateway) Run(ctx context.Context) error {
+// complete) and wait for every handler and relay. Then, as the defers
+// unwind: stop the relays' poller; stop the metrics and admin servers and
+// the trimmer; stop the probe servers; stop watching hag's own addresses;
+// remove the transparent-socket routing. Each part's goroutines are waited
+// for before the next part stops.
+func (g *Gateway) Run(ctx context.Context) (err error) {
 	if g.cfg().Listen.FastOpen {
 		if err := mptcp.EnsureFastOpenServer(); err != nil {
 			return fmt.Errorf("enabling TCP Fast Open for the Convert message in the SYN: %w", err)
@@ -265,6 +267,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 	mwg.Go(func() { g.housekeeping(metricsCtx) })
 	defer func() { stopMetrics(); mwg.Wait() }()
 
+	// The relays park idle flows on the poller; it runs until every flow
+	// has drained (the deferred Close runs after that, below).
+	if g.poller, err = relay.NewPoller(); err != nil {
+		return err
+	}
+	var rwg sync.WaitGroup
+	defer func() { g.poller.Close(); rwg.Wait() }()
+	rwg.Go(func() {
+		if err := g.poller.Run(); err != nil {
+			g.log.Error("relay poller stopped", "err", err)
+		}
+	})
+
 	flowCtx, cancelFlows := context.WithCancel(context.Background())
 	defer cancelFlows()
 	var flows sync.WaitGroup
@@ -274,7 +289,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	close(g.ready)
 
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-merr:
@@ -370,7 +384,12 @@ func (g *Gateway) acceptLoop(ln *net.TCPListener, ctx context.Context, flows *sy
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		flows.Go(func() { g.serve(ctx, c) })
+		flows.Add(1)
+		go func() {
+			if !g.serve(ctx, c, flows.Done) {
+				flows.Done()
+			}
+		}()
 	}
 }
 
@@ -406,9 +425,16 @@ func (g *Gateway) refused(log *slog.Logger, reason, why string) {
 
 // serve runs one flow from accept to close, in phases: hold a handshake
 // slot, read the request, make sure the client's handshake completed (its
-// source address is proven), decide, connect, run the flow.
-func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
-	defer conn.Close()
+// source address is proven), decide, connect, run the flow. It returns
+// true once the flow runs in a relay, which then owns the connections and
+// the flow's slot and calls end when the flow is over; no goroutine waits
+// for it. Otherwise the flow is over when serve returns.
+func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn, end func()) (relaying bool) {
+	defer func() {
+		if !relaying {
+			conn.Close()
+		}
+	}()
 	id := g.flowSeq.Add(1)
 	peer := addrPortOf(conn.RemoteAddr())
 	log := g.flowLogger(id, peer, time.Now())
@@ -472,7 +498,11 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 		g.answer(conn, log, r)
 		return
 	}
-	defer p.release()
+	defer func() {
+		if !relaying {
+			p.release()
+		}
+	}()
 	if log != discard {
 		log = log.With("cpe", p.cpe.ID)
 		if p.cookie != nil {
@@ -484,10 +514,13 @@ func (g *Gateway) serve(ctx context.Context, conn *net.TCPConn) {
 	if !ok {
 		return
 	}
-	defer sconn.Close()
 	handshakeDone()
 	srcDone()
-	g.runFlow(ctx, conn, sconn, flowInfo{id: id, peer: peer, m: &m, plan: p, mptcp: isMPTCP, start: start}, log)
+	g.runFlow(ctx, conn, sconn, flowInfo{id: id, peer: peer, m: &m, plan: p, mptcp: isMPTCP, start: start}, log, func() {
+		p.release()
+		end()
+	})
+	return true
 }
 
 // readRequest reads the Convert message: at once when peeked bytes of buf
@@ -683,8 +716,10 @@ type flowInfo struct {
 	start time.Time
 }
 
-// runFlow relays an answered flow until it ends, with its accounting.
-func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowInfo, log *slog.Logger) {
+// runFlow starts relaying an answered flow and returns; when the relay
+// ends, its accounting runs and then end. Nothing of the Convert message is
+// kept for the flow's life but what the admin API shows.
+func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowInfo, log *slog.Logger, end func()) {
 	g.hot.flowsOK.Inc()
 	// TCP_NOTSENT_LOWAT bounds what queues per flow in hag (without it a
 	// fast server fills tens of MB of send buffer towards a slow uplink).
@@ -700,35 +735,40 @@ func (g *Gateway) runFlow(ctx context.Context, conn, sconn *net.TCPConn, f flowI
 		log.Log(ctx, lvl, "flow open", "src", local.String(), "preserved", f.plan.src.Preserved, "mptcp", f.mptcp, "dial", time.Since(f.start).Round(time.Microsecond).String())
 	}
 
-	defer g.guardJoins(conn, f.plan.cpe, f.peer, log)()
-	var ctr relay.Counters
+	unguard := g.guardJoins(conn, f.plan.cpe, f.peer, log)
+	ctr := new(relay.Counters)
 	g.mu.Lock()
-	g.live[&ctr] = struct{}{}
+	g.live[ctr] = struct{}{}
 	g.mu.Unlock()
-	tf := &trackedFlow{id: f.id, cpe: f.plan.cpe.ID, peer: f.peer, client: f.m.ClientAddr, dst: f.plan.dst, src: local, preserved: f.plan.src.Preserved, mptcp: f.mptcp, conn: conn, ctr: &ctr}
-	defer g.reg.track(tf)()
+	tf := &trackedFlow{id: f.id, cpe: f.plan.cpe.ID, peer: f.peer, client: f.m.ClientAddr, dst: f.plan.dst, src: local, preserved: f.plan.src.Preserved, mptcp: f.mptcp, conn: conn, ctr: ctr}
+	untrack := g.reg.track(tf)
 	g.m.FlowsActive.Inc()
+	start := f.start
 	// Both conns already close with a reset until the relay ends them
 	// cleanly (listenOptions, dialServer).
-	res := relay.Relay(ctx, conn, sconn, relay.Options{IdleTimeout: g.cfg().Limits.IdleTimeout, Counters: &ctr, ResetOnClose: true})
-	g.m.FlowsActive.Dec()
-	g.mu.Lock()
-	delete(g.live, &ctr)
-	g.doneBytes[0] += res.AtoB
-	g.doneBytes[1] += res.BtoA
-	g.mu.Unlock()
+	relay.Start(ctx, conn, sconn, relay.Options{IdleTimeout: g.cfg().Limits.IdleTimeout, Counters: ctr, ResetOnClose: true, Poller: g.poller}, func(res relay.Result) {
+		g.m.FlowsActive.Dec()
+		g.mu.Lock()
+		delete(g.live, ctr)
+		g.doneBytes[0] += res.AtoB
+		g.doneBytes[1] += res.BtoA
+		g.mu.Unlock()
 
-	subflows := tf.subflows()
-	g.m.Subflows.Observe(float64(subflows))
-	g.flowEnds(res.End).Inc()
-	if lines {
-		attrs := []any{"reason", res.End.String(), "first", res.First.String(), "to_server", res.AtoB, "to_client", res.BtoA,
-			"duration", time.Since(f.start).Round(time.Millisecond).String(), "subflows", subflows}
-		if res.Err != nil && res.End != relay.ReasonEOF {
-			attrs = append(attrs, "err", res.Err)
+		subflows := tf.subflows()
+		g.m.Subflows.Observe(float64(subflows))
+		g.flowEnds(res.End).Inc()
+		if lines {
+			attrs := []any{"reason", res.End.String(), "first", res.First.String(), "to_server", res.AtoB, "to_client", res.BtoA,
+				"duration", time.Since(start).Round(time.Millisecond).String(), "subflows", subflows}
+			if res.Err != nil && res.End != relay.ReasonEOF {
+				attrs = append(attrs, "err", res.Err)
+			}
+			log.Log(ctx, lvl, "flow closed", attrs...)
 		}
-		log.Log(ctx, lvl, "flow closed", attrs...)
-	}
+		untrack()
+		unguard()
+		end()
+	})
 }
 
 // waitEstablished holds the first write until the MPTCP handshake is

@@ -2,8 +2,8 @@ package netstack
 
 import (
 	"errors"
+	"io"
 	"net"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -16,26 +16,20 @@ import (
 // Conn is the LAN side of a flow: a net.Conn over a gVisor TCP endpoint,
 // with half-close (CloseWrite, CloseRead) and reset (Abort). Errors caused by
 // a RST from the LAN host wrap syscall.ECONNRESET, as a kernel socket's do,
-// so IsReset works on both sides of a relay.
+// so IsReset works on both sides of a relay. It is a relay.Notifier: a
+// relay parks on the endpoint's waiter queue instead of a goroutine.
 type Conn struct {
 	c         *gonet.TCPConn
 	ep        tcpip.Endpoint
 	wq        *waiter.Queue
 	id        FlowID
 	closeOnce sync.Once
-	closed    chan struct{} // closed by Close and Abort; ends WaitRead
-
-	// gonet keeps its read deadline to itself, so WaitRead keeps a copy.
-	mu        sync.Mutex
-	rDeadline time.Time
-	rChanged  chan struct{} // closed and replaced when rDeadline changes
 }
 
 var _ net.Conn = (*Conn)(nil)
 
 func newConn(wq *waiter.Queue, ep tcpip.Endpoint, id FlowID) *Conn {
-	return &Conn{c: gonet.NewTCPConn(wq, ep), ep: ep, wq: wq, id: id,
-		closed: make(chan struct{}), rChanged: make(chan struct{})}
+	return &Conn{c: gonet.NewTCPConn(wq, ep), ep: ep, wq: wq, id: id}
 }
 
 // ID is the flow's original source and destination.
@@ -45,6 +39,43 @@ func (c *Conn) ID() FlowID { return c.id }
 func (c *Conn) Read(b []byte) (int, error) {
 	n, err := c.c.Read(b)
 	return n, mapErr(err)
+}
+
+// TryRead reads what the LAN host has sent without waiting: io.EOF after
+// its FIN, an error matching syscall.EAGAIN when there is nothing yet
+// (relay.Notifier). It is Read without the wait, and like Read it lets
+// receive-buffer auto-tuning see the bytes taken.
+func (c *Conn) TryRead(b []byte) (int, error) {
+	w := tcpip.SliceWriter(b)
+	res, err := c.ep.Read(&w, tcpip.ReadOptions{})
+	switch err.(type) {
+	case nil:
+		if res.Count != 0 {
+			c.ep.ModerateRecvBuf(res.Count)
+		}
+		return res.Count, nil
+	case *tcpip.ErrWouldBlock:
+		return 0, syscall.EAGAIN
+	case *tcpip.ErrClosedForReceive:
+		return 0, io.EOF
+	}
+	return 0, mapErr(&net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errors.New(err.String())})
+}
+
+// readableMask is what makes a read return at once: data, the LAN host's
+// FIN, a reset or an error.
+const readableMask = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
+
+// Readable reports whether TryRead would return without EAGAIN.
+func (c *Conn) Readable() bool { return c.ep.Readiness(readableMask) != 0 }
+
+// NotifyReadable has fn called on every readiness event of the endpoint
+// (data, FIN, reset, close) until stop. gVisor calls fn with the
+// endpoint's locks held, so fn must not block or call into the Conn.
+func (c *Conn) NotifyReadable(fn func()) (stop func()) {
+	e := waiter.NewFunctionEntry(readableMask, func(waiter.EventMask) { fn() })
+	c.wq.EventRegister(&e)
+	return func() { c.wq.EventUnregister(&e) }
 }
 
 // Write writes to the LAN host.
@@ -64,7 +95,6 @@ func (c *Conn) CloseRead() error { return mapErr(c.c.CloseRead()) }
 // endpoint, like Close.
 func (c *Conn) Abort() {
 	c.closeOnce.Do(func() {
-		close(c.closed)
 		c.ep.Abort()
 		c.ep.Close()
 	})
@@ -74,7 +104,6 @@ func (c *Conn) Abort() {
 // idempotent, and a no-op after Abort.
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
-		close(c.closed)
 		_ = c.c.Close()
 	})
 	return nil
@@ -87,63 +116,10 @@ func (c *Conn) LocalAddr() net.Addr { return net.TCPAddrFromAddrPort(c.id.Dst) }
 func (c *Conn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.id.Src) }
 
 // SetDeadline sets the read and write deadlines.
-func (c *Conn) SetDeadline(t time.Time) error {
-	c.setReadDeadline(t)
-	return c.c.SetDeadline(t)
-}
+func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
 
-// SetReadDeadline sets the read deadline, for Read and WaitRead.
-func (c *Conn) SetReadDeadline(t time.Time) error {
-	c.setReadDeadline(t)
-	return c.c.SetReadDeadline(t)
-}
-
-func (c *Conn) setReadDeadline(t time.Time) {
-	c.mu.Lock()
-	c.rDeadline = t
-	close(c.rChanged)
-	c.rChanged = make(chan struct{})
-	c.mu.Unlock()
-}
-
-// readableMask is what makes a Read return at once: data, the LAN host's
-// FIN, a reset or an error.
-const readableMask = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
-
-// WaitRead returns once a Read would not block, without taking a buffer:
-// an idle flow then holds none (relay.ReadWaiter). It returns a timeout
-// error when the read deadline passes and net.ErrClosed after Close.
-func (c *Conn) WaitRead() error {
-	if c.ep.Readiness(readableMask) != 0 {
-		return nil
-	}
-	e, ch := waiter.NewChannelEntry(readableMask)
-	c.wq.EventRegister(&e)
-	defer c.wq.EventUnregister(&e)
-	for c.ep.Readiness(readableMask) == 0 {
-		c.mu.Lock()
-		dl, changed := c.rDeadline, c.rChanged
-		c.mu.Unlock()
-		var expired <-chan time.Time
-		if !dl.IsZero() {
-			d := time.Until(dl)
-			if d <= 0 {
-				return &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.ErrDeadlineExceeded}
-			}
-			t := time.NewTimer(d)
-			expired = t.C
-			defer t.Stop() // at most one per deadline change
-		}
-		select {
-		case <-ch:
-		case <-changed:
-		case <-expired:
-		case <-c.closed:
-			return &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: net.ErrClosed}
-		}
-	}
-	return nil
-}
+// SetReadDeadline sets the read deadline of Read (TryRead never waits).
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.c.SetReadDeadline(t) }
 
 // SetWriteDeadline sets the write deadline.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.c.SetWriteDeadline(t) }

@@ -4,7 +4,7 @@
 //
 // For every SYN from the LAN the Stack calls Config.Dial with the flow's
 // original source and destination. Only when Dial succeeds does it complete
-// the LAN handshake and call Config.Handle with the LAN side (a *Conn) and
+// the LAN handshake and call Config.Handle (or Start) with the LAN side (a *Conn) and
 // the upstream; when Dial fails the LAN host gets a RST (so it sees
 // ECONNREFUSED, as with a direct connection to a refusing server), or the
 // ICMP error or silence that a *DialError asks for. Until then the LAN host

@@ -206,14 +206,26 @@ func (f *forwarder) releaseLocked(id stack.TransportEndpointID, p *pending) {
 }
 
 // handle runs in the goroutine gVisor's forwarder starts for each admitted
-// SYN: dial, then complete or reject the LAN handshake, then serve.
+// SYN: dial, then complete or reject the LAN handshake, then serve (with
+// Config.Start: start serving and return; the flow's done ends it).
 func (f *forwarder) handle(r *tcp.ForwarderRequest) {
-	defer f.handlers.Done()
+	started := false
+	defer func() {
+		if !started {
+			f.handlers.Done()
+		}
+	}()
 	id := r.ID()
 	f.mu.Lock()
 	p := f.inFlight[id]
 	f.mu.Unlock()
-	defer f.leaveHost(p.src) // the request, and then its flow, counted per host until here
+	// The request, and then its flow, counted per host until here (or,
+	// with Start, until the flow's done).
+	defer func() {
+		if !started {
+			f.leaveHost(p.src)
+		}
+	}()
 
 	fid := FlowID{
 		Src: netip.AddrPortFrom(p.src, id.RemotePort),
@@ -266,16 +278,30 @@ func (f *forwarder) handle(r *tcp.ForwarderRequest) {
 	f.mu.Unlock()
 	f.c.flows.Add(1)
 
+	if f.cfg.Start != nil {
+		started = true
+		f.cfg.Start(f.ctx, lan, up, sync.OnceFunc(func() {
+			f.served(fl)
+			f.leaveHost(p.src)
+			f.handlers.Done()
+		}))
+		return
+	}
 	f.cfg.Handle(f.ctx, lan, up)
+	f.served(fl)
+}
+
+// served closes a flow its handler is done with and forgets it.
+func (f *forwarder) served(fl *flow) {
 	if f.ctx.Err() != nil {
 		// Shutdown cut the handler short: whatever it did not close
 		// itself must reach both ends as a reset, not a FIN, and this
 		// close can win the race against shutdown's abortAll.
-		lan.Abort()
-		abortUpstream(up)
+		fl.lan.Abort()
+		abortUpstream(fl.up)
 	}
-	_ = lan.Close()
-	_ = up.Close()
+	_ = fl.lan.Close()
+	_ = fl.up.Close()
 
 	f.mu.Lock()
 	delete(f.active, fl)

@@ -19,21 +19,35 @@ import (
 // with a RST, counted, while another host still connects; two addresses in
 // one IPv6 /64 count as one host, so rotating addresses does not escape
 // the bound; a closed flow gives its slot back. And while Overloaded says
-// the process is near its memory ceiling, every new flow gets a RST.
+// the process is near its memory ceiling, every new flow gets a RST. With
+// Handle and with Start, whose flows outlive the handler goroutine.
 func TestFlowsPerHost(t *testing.T) {
+	t.Run("Handle", func(t *testing.T) { flowsPerHost(t, false) })
+	t.Run("Start", func(t *testing.T) { flowsPerHost(t, true) })
+}
+
+func flowsPerHost(t *testing.T, async bool) {
 	var overloaded atomic.Bool
 	l := newLab(t, func(*netlab.NS) netstack.Config {
-		return netstack.Config{
+		cfg := netstack.Config{
 			MaxFlowsPerHost: 2,
 			Overloaded:      overloaded.Load,
 			Dial: func(context.Context, netstack.FlowID) (netstack.Upstream, error) {
 				a, _ := net.Pipe()
 				return a, nil
 			},
-			Handle: func(_ context.Context, lan *netstack.Conn, _ netstack.Upstream) {
-				_, _ = io.Copy(io.Discard, lan) // held until the LAN host closes
-			},
 		}
+		hold := func(lan *netstack.Conn) {
+			_, _ = io.Copy(io.Discard, lan) // held until the LAN host closes
+		}
+		if async {
+			cfg.Start = func(_ context.Context, lan *netstack.Conn, _ netstack.Upstream, done func()) {
+				go func() { hold(lan); done() }()
+			}
+		} else {
+			cfg.Handle = func(_ context.Context, lan *netstack.Conn, _ netstack.Upstream) { hold(lan) }
+		}
+		return cfg
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

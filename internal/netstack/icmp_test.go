@@ -115,7 +115,7 @@ func TestConfigValidate(t *testing.T) {
 	if err == nil {
 		t.Fatal("empty config accepted")
 	}
-	for _, want := range []string{"Device is required", "MTU 0", "Dial is required", "Handle is required", "MaxInFlightPerHost 20 exceeds"} {
+	for _, want := range []string{"Device is required", "MTU 0", "Dial is required", "exactly one of Handle and Start", "MaxInFlightPerHost 20 exceeds"} {
 		if !bytes.Contains([]byte(err.Error()), []byte(want)) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}

@@ -95,7 +95,8 @@ func (e *DialError) Error() string {
 
 func (e *DialError) Unwrap() error { return e.Err }
 
-// Config configures a Stack. Device, MTU, Dial and Handle are required.
+// Config configures a Stack. Device, MTU, Dial and one of Handle and Start
+// are required.
 type Config struct {
 	// Device is the TUN. The Stack owns it from Run on and closes it when
 	// Run returns: closing it is the only way to end a blocked read.
@@ -112,6 +113,12 @@ type Config struct {
 	// when ctx is cancelled (shutdown) or both are finished; when it returns
 	// the Stack closes both (again, if Handle did already).
 	Handle func(ctx context.Context, lan *Conn, up Upstream)
+	// Start, instead of Handle, serves an established flow without holding
+	// the goroutine it is called on: it returns at once (relay.Start) and
+	// calls done, once, when it has finished with lan and up, after ctx is
+	// cancelled or both are finished. Then the Stack closes both, as after
+	// Handle, and shutdown waits for every done as for every Handle.
+	Start func(ctx context.Context, lan *Conn, up Upstream, done func())
 
 	// MaxInFlight bounds the handshakes in flight (Dial running, or the LAN
 	// host's final ACK outstanding). Default 1024.
@@ -173,8 +180,8 @@ func (c *Config) validate() error {
 	if c.Dial == nil {
 		errs = append(errs, errors.New("netstack: Dial is required"))
 	}
-	if c.Handle == nil {
-		errs = append(errs, errors.New("netstack: Handle is required"))
+	if (c.Handle == nil) == (c.Start == nil) {
+		errs = append(errs, errors.New("netstack: exactly one of Handle and Start is required"))
 	}
 	if c.MaxInFlight < 0 || c.MaxInFlightPerHost < 0 || c.MaxFlows < 0 || c.MaxFlowsPerHost < 0 || c.DialTimeout < 0 {
 		errs = append(errs, errors.New("netstack: limits and timeouts must not be negative"))

@@ -4,16 +4,26 @@
 // keeps flowing, and a reset or failure on one side becomes a reset on the
 // other, so that neither endpoint mistakes a broken stream for a complete one.
 //
-// Each direction waits until its source is readable without holding a
-// buffer (a poll on a kernel socket through syscall.RawConn, gVisor's
-// waiter queue through WaitRead), then borrows a pooled buffer to move the
-// bytes and returns it before it waits again. An idle flow therefore holds
-// no buffer and, between two kernel sockets (hag), no pipe: the splice(2)
-// that io.Copy would use blocks inside the kernel copy holding two pipe
-// descriptors per direction, which Go's pipe pool closes only at GC, and
-// make bench figure 5 counted 6 descriptors per idle flow on hag.
+// An idle flow holds no goroutine and no buffer. A direction whose source
+// can report readability by callback — a kernel socket registered with a
+// Poller (one epoll instance per daemon), or a Notifier such as a gVisor
+// endpoint (its waiter queue) — is parked with nothing but its registration
+// while no bytes arrive; when the source becomes readable a goroutine is
+// started that borrows a pooled buffer, moves bytes until a read would block,
+// re-arms the registration and exits. make bench figure 5 measured three
+// goroutine stacks per flow in each daemon (a supervisor and one per
+// direction) as most of an idle flow's memory. The timeouts are timers, not
+// goroutines. A source that can do neither (any other Conn, or a kernel
+// socket without a Poller) keeps a goroutine per direction; it waits for
+// readability without a buffer where it can (a poll through syscall.RawConn).
 //
-// Relay owns both connections: it closes them before it returns.
+// Between two kernel sockets (hag) the bytes are copied, not spliced: the
+// splice(2) that io.Copy would use holds two pipe descriptors per
+// direction, which Go's pipe pool closes only at GC, and make bench figure 5
+// counted 6 descriptors per idle flow on hag.
+//
+// Relay and Start own both connections: they close them before the relay
+// ends.
 package relay
 
 import (
@@ -43,14 +53,43 @@ type Aborter interface {
 	Abort()
 }
 
+// KernelConn is implemented by a Conn that wraps a kernel socket without
+// changing what reading it returns (hcpe's wrapper that takes a last
+// reading of the subflow counters on Close). With a Poller, the relay
+// reads and waits on the socket directly, and still writes, half-closes,
+// aborts and closes through the wrapper.
+type KernelConn interface {
+	KernelConn() *net.TCPConn
+}
+
+// Notifier is implemented by a Conn that can read without waiting and tell
+// by callback when it may have become readable (netstack.Conn, over
+// gVisor's waiter queue). A direction reading from a Notifier holds no
+// goroutine while it waits.
+type Notifier interface {
+	// TryRead reads what is there without waiting. When nothing is, it
+	// returns 0 and an error that matches syscall.EAGAIN.
+	TryRead(b []byte) (int, error)
+	// Readable reports whether TryRead would return something other than
+	// EAGAIN now: data, EOF or an error.
+	Readable() bool
+	// NotifyReadable has fn called each time the conn may have become
+	// readable (data, FIN, reset, close) until stop is called. fn may be
+	// called on any goroutine with the conn's locks held: it must not
+	// block or call into the conn.
+	NotifyReadable(fn func()) (stop func())
+}
+
 // Options tune a Relay. The zero value is valid: no timeouts, resets
-// recognised by syscall.ECONNRESET / EPIPE only, private counters.
+// recognised by syscall.ECONNRESET / EPIPE only, private counters, and a
+// goroutine per direction of kernel sockets.
 type Options struct {
 	// IdleTimeout ends the relay when neither direction has moved a byte
-	// for this long. 0 means never. A direction that stays blocked in one
-	// write for IdleTimeout plus a grace (IdleTimeout/4, 10 ms to 10 s) —
-	// a receiver that drains slower than 32 KiB (one buffer) in that time — also
-	// counts as idle, because progress inside a write is invisible.
+	// for this long. 0 means never. A direction that stays in one write
+	// (or, without a Poller or Notifier, in one read that returned bytes)
+	// for IdleTimeout plus a grace (IdleTimeout/4, 10 ms to 10 s) — a
+	// receiver that drains slower than 32 KiB (one buffer) in that time —
+	// also counts as idle, because progress inside a write is invisible.
 	IdleTimeout time.Duration
 
 	// HalfCloseTimeout bounds how long the second direction may keep
@@ -73,6 +112,11 @@ type Options struct {
 	// at its start: two setsockopt calls fewer per flow. Relay still
 	// restores the normal close when both directions ended cleanly.
 	ResetOnClose bool
+
+	// Poller, if not nil, waits for the kernel sockets among the conns
+	// (a *net.TCPConn, or a KernelConn), so that their idle directions
+	// hold no goroutine. It must run until the relay has ended.
+	Poller *Poller
 }
 
 // Counters holds the bytes relayed so far in each direction. Read them with
@@ -177,200 +221,281 @@ func putBuf(b *[]byte) {
 	buffersOut.Add(-1)
 }
 
-// ReadWaiter is implemented by a Conn that can wait until a Read would not
-// block without being given a buffer (netstack.Conn, over gVisor's waiter
-// queue). WaitRead must return early with a timeout error when the read
-// deadline passes, and with an error once the Conn is closed.
-type ReadWaiter interface {
-	WaitRead() error
+// goroutines counts the directions that hold a goroutine (moving bytes,
+// or blocked in a Conn without an evented source), across all relays.
+// Tests read it: a parked flow must not add to it.
+var goroutines atomic.Int64
+
+// A direction's state. Only the goroutine that moved it to active moves it
+// on from there; parked is left by exactly one CompareAndSwap, to active
+// (a wake) or to ended (a teardown).
+const (
+	parked int32 = iota // waiting for readability, no goroutine
+	active              // a goroutine runs it
+	ended               // finished; it counts no more
+)
+
+// source is how an evented direction reads and waits.
+type source interface {
+	// read reads without waiting: errWouldBlock when nothing is there.
+	read(b []byte) (int, error)
+	// arm has d.wake called once the source is readable, perhaps at once
+	// and on another goroutine. Only the direction's owner calls it.
+	arm() error
+	// release frees the registration once the relay has ended; a wake
+	// before that of a direction that has ended is ignored.
+	release()
 }
 
 type direction struct {
+	f                *flow
 	src, dst         Conn
 	srcSide, dstSide Side
 	n                *atomic.Int64
 	name             string
+
+	ev    source // nil: the direction runs in a goroutine of its own
+	state atomic.Int32
+	// busy is set while the direction holds bytes it has read and not yet
+	// written (for a blocking source: from readability to the end of the
+	// write); the idle timeout gives such a direction a grace.
+	busy atomic.Bool
 }
 
 type flow struct {
 	a, b  Conn
 	opts  Options
+	ctr   *Counters
+	dirs  [2]direction
 	start time.Time
 	last  atomic.Int64 // time.Since(start) at the last progress, ns
 
-	probe atomic.Uint64 // generation of the idle probe in progress, 0 if none
-	acks  chan uint64   // a direction has reported progress for probe n
+	running atomic.Int32 // directions not yet ended
+	done    atomic.Bool  // set once teardown starts; later errors are ours
+	onDone  func(Result)
 
-	done atomic.Bool // set once teardown starts; later errors are ours
-	mu   sync.Mutex
-	end  Reason
-	side Side
-	err  error
+	mu        sync.Mutex
+	completed bool
+	idle      *time.Timer
+	half      *time.Timer
+	stopCtx   func() bool
+	end       Reason
+	side      Side
+	err       error
 }
 
-// Relay copies a→b and b→a concurrently until both directions have ended
-// or the relay is torn down, then closes a and b and returns. It returns
-// only after both copy goroutines have exited. Cancelling ctx tears the
-// relay down at once (ReasonCanceled).
+// Relay copies a→b and b→a until both directions have ended or the relay
+// is torn down, then closes a and b and returns. Cancelling ctx tears the
+// relay down at once (ReasonCanceled). It is Start, waited for.
+func Relay(ctx context.Context, a, b Conn, opts Options) Result {
+	ch := make(chan Result, 1)
+	Start(ctx, a, b, opts, func(r Result) { ch <- r })
+	return <-ch
+}
+
+// Start begins relaying a→b and b→a and returns at once. When both
+// directions have ended or the relay was torn down, it closes a and b and
+// calls done, once: on the goroutine that ended the relay last (a
+// direction's, a timer's, the context's), or on the caller's before Start
+// returns if both directions failed at once. done is the relay's last use
+// of a and b. Cancelling ctx tears the relay down at once
+// (ReasonCanceled).
 //
 // Shutdown order: the first ending (error, reset, idle, half-close timeout,
-// cancel) marks the flow done and then aborts both conns (RST), which
-// unblocks both copy goroutines; errors they see after that are the
-// teardown's own and are not recorded. Relay waits for both goroutines,
-// then closes both conns once more for the clean EOF path.
-func Relay(ctx context.Context, a, b Conn, opts Options) Result {
+// cancel) marks the flow done and then aborts both conns (RST), which ends
+// the directions that are moving bytes; a parked direction is ended by the
+// teardown itself. Errors seen after that are the teardown's own and are
+// not recorded. Once the last direction has ended, both conns are closed
+// once more (for the clean EOF path), then done is called.
+func Start(ctx context.Context, a, b Conn, opts Options, done func(Result)) {
 	ctr := opts.Counters
 	if ctr == nil {
 		ctr = new(Counters)
 	}
-	f := &flow{a: a, b: b, opts: opts, start: time.Now(), acks: make(chan uint64, 2)}
+	f := &flow{a: a, b: b, opts: opts, ctr: ctr, start: time.Now(), onDone: done}
+	f.running.Store(2)
 	// Until both directions have ended cleanly, a close of either socket
 	// must be a RST, including the one the kernel does when the process is
 	// killed: a FIN from a dead relay would present the cut stream as
-	// complete. The clean path restores the normal close below.
+	// complete. The clean path restores the normal close at the end.
 	if !opts.ResetOnClose {
 		setLinger(a, 0)
 		setLinger(b, 0)
 	}
-	dirs := [2]direction{
-		{src: a, dst: b, srcSide: SideA, dstSide: SideB, n: &ctr.AtoB, name: "a->b"},
-		{src: b, dst: a, srcSide: SideB, dstSide: SideA, n: &ctr.BtoA, name: "b->a"},
+	f.dirs = [2]direction{
+		{f: f, src: a, dst: b, srcSide: SideA, dstSide: SideB, n: &ctr.AtoB, name: "a->b"},
+		{f: f, src: b, dst: a, srcSide: SideB, dstSide: SideA, n: &ctr.BtoA, name: "b->a"},
 	}
-	ended := make(chan struct{}, 2)
-	for i := range dirs {
-		go func(d *direction) {
-			defer func() { ended <- struct{}{} }()
-			f.copy(d)
-		}(&dirs[i])
+	for i := range f.dirs {
+		d := &f.dirs[i]
+		d.ev = newSource(d, opts.Poller)
+		d.state.Store(active)
 	}
-	f.supervise(ctx, ended)
-
-	if !f.done.Load() {
-		// Both directions ended with a FIN each way: close normally, so
-		// that what is still queued is delivered before the socket goes.
-		setLinger(a, -1)
-		setLinger(b, -1)
-	}
-	a.Close()
-	b.Close()
-
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	return Result{AtoB: ctr.AtoB.Load(), BtoA: ctr.BtoA.Load(), End: f.end, First: f.side, Err: f.err}
+	if opts.IdleTimeout > 0 {
+		f.idle = time.AfterFunc(opts.IdleTimeout, f.idleCheck)
+	}
+	f.stopCtx = context.AfterFunc(ctx, func() { f.finish(ReasonCanceled, SideNone, context.Cause(ctx)) })
+	f.mu.Unlock()
+	for i := range f.dirs {
+		d := &f.dirs[i]
+		if d.ev == nil {
+			goroutines.Add(1)
+			go d.runBlocking()
+		} else {
+			d.park()
+		}
+	}
 }
 
-// supervise runs on Relay's goroutine and waits for both directions, acting
-// on cancellation and the timeouts meanwhile.
-//
-// When the counters have been quiet for IdleTimeout the supervisor
-// probes before it ends the flow: it sets a past read deadline on both
-// conns. That interrupts a direction only while it waits for input, when it
-// holds no bytes, so nothing is lost. Each direction clears the deadline,
-// reports, and acknowledges; once every running direction has, the counters are
-// trusted. A direction blocked writing cannot acknowledge; after the probe's
-// grace it counts as idle. idleProbe makes those decisions.
-func (f *flow) supervise(ctx context.Context, ended <-chan struct{}) {
-	var idleC, halfC <-chan time.Time
-	var idle, half *time.Timer
-	if f.opts.IdleTimeout > 0 {
-		idle = time.NewTimer(f.opts.IdleTimeout)
-		defer idle.Stop()
-		idleC = idle.C
+// newSource returns the evented source for d's src, or nil if it has none.
+func newSource(d *direction, p *Poller) source {
+	if n, ok := d.src.(Notifier); ok {
+		return newNotifierSource(n, d.wake)
 	}
-	p := newIdleProbe(f.opts.IdleTimeout)
-	done := ctx.Done()
-	running := 2
+	if p == nil {
+		return nil
+	}
+	var tc *net.TCPConn
+	switch c := d.src.(type) {
+	case *net.TCPConn:
+		tc = c
+	case KernelConn:
+		tc = c.KernelConn()
+	default:
+		return nil
+	}
+	s, err := p.source(tc, d.wake)
+	if err != nil {
+		return nil // a goroutine waits instead
+	}
+	return s
+}
 
-	// check decides once the counters are trustworthy (or the grace is up).
-	check := func() {
-		s := p.check(time.Since(f.start) - time.Duration(f.last.Load()))
+// wake starts a goroutine for a parked direction; a direction that is
+// running or has ended ignores it.
+func (d *direction) wake() {
+	if d.state.CompareAndSwap(parked, active) {
+		goroutines.Add(1)
+		go d.run()
+	}
+}
+
+// run moves bytes until the source would block, then parks the direction
+// and returns. The buffer is borrowed per read, so a direction that parks
+// holds none.
+func (d *direction) run() {
+	defer goroutines.Add(-1)
+	f := d.f
+	for {
+		if f.done.Load() {
+			d.stop()
+			return
+		}
+		d.busy.Store(true)
+		bp := getBuf()
+		nr, rerr := d.ev.read(*bp)
+		if nr > 0 && !d.write((*bp)[:nr]) {
+			putBuf(bp)
+			d.stop()
+			return
+		}
+		putBuf(bp)
+		d.busy.Store(false)
 		switch {
-		case s.idle:
-			idleC = nil
-			f.finish(ReasonIdle, SideNone, nil)
-		case s.probe != 0:
-			f.probe.Store(s.probe)
-			// A deadline fails only on a closed conn, whose direction
-			// is ending anyway and owes no acknowledgement.
-			past := time.Unix(1, 0)
-			f.a.SetReadDeadline(past)
-			f.b.SetReadDeadline(past)
-			idle.Reset(s.wait)
+		case rerr == nil:
+		case rerr == errWouldBlock:
+			d.park()
+			return
+		case errors.Is(rerr, io.EOF):
+			f.eof(d)
+			d.stop()
+			return
 		default:
-			f.probe.Store(0)
-			idle.Reset(s.wait)
-		}
-	}
-
-	for running > 0 {
-		select {
-		case <-ended:
-			running--
-			if running == 1 && f.opts.HalfCloseTimeout > 0 {
-				half = time.NewTimer(f.opts.HalfCloseTimeout)
-				defer half.Stop()
-				halfC = half.C
-			}
-			if p.complete(running) && idleC != nil {
-				check()
-			}
-		case <-done:
-			done = nil
-			f.finish(ReasonCanceled, SideNone, context.Cause(ctx))
-		case <-halfC:
-			halfC = nil
-			f.finish(ReasonHalfCloseTimeout, SideNone, nil)
-		case g := <-f.acks:
-			if p.ack(g, running) && idleC != nil {
-				check()
-			}
-		case <-idleC:
-			check()
+			f.fail(d, d.srcSide, rerr)
+			d.stop()
+			return
 		}
 	}
 }
 
-// copy moves src to dst until EOF or an error. Between reads it waits
-// for readability with no buffer; the buffer goes back to the pool after
-// each write, so only a direction with bytes in hand holds one.
-func (f *flow) copy(d *direction) {
+// write writes b to dst and reports progress; false if the relay must end
+// (the failure is recorded).
+func (d *direction) write(b []byte) bool {
+	nw, werr := d.dst.Write(b)
+	d.f.progress(d, int64(nw))
+	if werr == nil && nw < len(b) {
+		werr = io.ErrShortWrite
+	}
+	if werr != nil {
+		d.busy.Store(false)
+		d.f.fail(d, d.dstSide, werr)
+		return false
+	}
+	return true
+}
+
+// park gives up the direction's goroutine (or, at Start, the caller's)
+// until the source is readable. The state goes to parked before the
+// teardown check and the arm: a teardown that starts meanwhile either sees
+// it parked and ends it, or is seen here.
+func (d *direction) park() {
+	f := d.f
+	d.state.Store(parked)
+	if f.done.Load() {
+		if d.state.CompareAndSwap(parked, ended) {
+			f.dirEnded()
+		}
+		return
+	}
+	if err := d.ev.arm(); err != nil && d.state.CompareAndSwap(parked, active) {
+		f.fail(d, d.srcSide, err)
+		d.stop()
+	}
+}
+
+// stop ends a direction its caller runs.
+func (d *direction) stop() {
+	d.state.Store(ended)
+	d.f.dirEnded()
+}
+
+// runBlocking is a direction without an evented source: a goroutine that
+// waits for readability without a buffer where it can, then reads.
+func (d *direction) runBlocking() {
+	defer goroutines.Add(-1)
+	f := d.f
 	wait := waiterOf(d.src)
 	for {
 		if wait != nil {
 			if err := wait(); err != nil {
-				if f.retry(d, err) {
-					f.ack()
-					continue
-				}
 				f.fail(d, d.srcSide, err)
+				d.stop()
 				return
 			}
+			d.busy.Store(true)
 		}
 		bp := getBuf()
-		buf := *bp
-		nr, rerr := d.src.Read(buf)
+		nr, rerr := d.src.Read(*bp)
 		if nr > 0 {
-			nw, werr := d.dst.Write(buf[:nr])
-			f.progress(d, int64(nw))
-			if werr == nil && nw < nr {
-				werr = io.ErrShortWrite
-			}
-			if werr != nil {
+			d.busy.Store(true)
+			if !d.write((*bp)[:nr]) {
 				putBuf(bp)
-				f.fail(d, d.dstSide, werr)
+				d.stop()
 				return
 			}
 		}
 		putBuf(bp)
+		d.busy.Store(false)
 		switch {
 		case rerr == nil:
 		case errors.Is(rerr, io.EOF):
 			f.eof(d)
+			d.stop()
 			return
-		case f.retry(d, rerr):
-			f.ack()
 		default:
 			f.fail(d, d.srcSide, rerr)
+			d.stop()
 			return
 		}
 	}
@@ -379,9 +504,6 @@ func (f *flow) copy(d *direction) {
 // waiterOf returns how to wait until c is readable without a buffer, or
 // nil if c offers no way (then Read waits, holding the buffer).
 func waiterOf(c Conn) func() error {
-	if w, ok := c.(ReadWaiter); ok {
-		return w.WaitRead
-	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil
@@ -400,28 +522,71 @@ func (f *flow) progress(d *direction, n int64) {
 	}
 }
 
-// retry handles the idle probe's deadline: the direction clears it and
-// carries on. It clears before reporting progress and acknowledging, so a
-// later probe, which only follows a quiet period, cannot be undone by this
-// clear.
-func (f *flow) retry(d *direction, err error) bool {
-	var ne net.Error
-	if f.done.Load() || !errors.As(err, &ne) || !ne.Timeout() {
-		return false
+// dirEnded counts a direction out. The last one completes the relay; the
+// first one, on a flow that goes on, starts the half-close timeout.
+func (f *flow) dirEnded() {
+	if f.running.Add(-1) == 0 {
+		f.complete()
+		return
 	}
-	return d.src.SetReadDeadline(time.Time{}) == nil
+	if f.opts.HalfCloseTimeout <= 0 {
+		return
+	}
+	f.mu.Lock()
+	if !f.completed && f.half == nil {
+		f.half = time.AfterFunc(f.opts.HalfCloseTimeout, func() { f.finish(ReasonHalfCloseTimeout, SideNone, nil) })
+	}
+	f.mu.Unlock()
 }
 
-// ack tells the supervisor that this direction has reported all it moved
-// before the current probe. A full buffer only means the supervisor falls
-// back to its grace period.
-func (f *flow) ack() {
-	if g := f.probe.Load(); g != 0 {
-		select {
-		case f.acks <- g:
-		default:
+// complete runs once, on the goroutine that ended the last direction:
+// it stops the timers, closes both conns and reports.
+func (f *flow) complete() {
+	f.mu.Lock()
+	f.completed = true
+	clean := !f.done.Swap(true) // no teardown: both directions saw a FIN
+	if f.idle != nil {
+		f.idle.Stop()
+	}
+	if f.half != nil {
+		f.half.Stop()
+	}
+	stopCtx := f.stopCtx
+	f.mu.Unlock()
+	stopCtx()
+	for i := range f.dirs {
+		if ev := f.dirs[i].ev; ev != nil {
+			ev.release()
 		}
 	}
+	if clean {
+		// Close normally, so that what is still queued is delivered
+		// before the socket goes.
+		setLinger(f.a, -1)
+		setLinger(f.b, -1)
+	}
+	f.a.Close()
+	f.b.Close()
+
+	f.mu.Lock()
+	res := Result{AtoB: f.ctr.AtoB.Load(), BtoA: f.ctr.BtoA.Load(), End: f.end, First: f.side, Err: f.err}
+	f.mu.Unlock()
+	f.onDone(res)
+}
+
+// idleCheck runs when the idle timer fires (idleDecision decides).
+func (f *flow) idleCheck() {
+	quiet := time.Since(f.start) - time.Duration(f.last.Load())
+	busy := f.dirs[0].busy.Load() || f.dirs[1].busy.Load()
+	if wait, idle := idleDecision(f.opts.IdleTimeout, quiet, busy); !idle {
+		f.mu.Lock()
+		if !f.completed {
+			f.idle.Reset(wait)
+		}
+		f.mu.Unlock()
+		return
+	}
+	f.finish(ReasonIdle, SideNone, nil)
 }
 
 func (f *flow) eof(d *direction) {
@@ -465,6 +630,8 @@ func (f *flow) isReset(err error) bool {
 // a cancel at shutdown, an idle or half-close timeout and a failure all end
 // with a RST on both sides. Aborting the side that already reset costs
 // nothing, so both are aborted without working out which one failed.
+// Parked directions are ended here; running ones end on the errors the
+// aborts cause.
 func (f *flow) finish(r Reason, side Side, err error) {
 	f.mu.Lock()
 	if f.done.Load() {
@@ -480,8 +647,20 @@ func (f *flow) finish(r Reason, side Side, err error) {
 		f.err = err
 	}
 	f.mu.Unlock()
+	var stopped [2]bool
+	for i := range f.dirs {
+		d := &f.dirs[i]
+		if d.ev != nil && d.state.CompareAndSwap(parked, ended) {
+			stopped[i] = true
+		}
+	}
 	abortConn(f.a)
 	abortConn(f.b)
+	for i := range stopped {
+		if stopped[i] {
+			f.dirEnded()
+		}
+	}
 }
 
 // setLinger sets SO_LINGER on a conn that has it (*net.TCPConn, or a

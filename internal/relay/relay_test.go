@@ -47,10 +47,31 @@ func isGvReset(err error) bool {
 type mode string
 
 const (
-	modeSplice mode = "splice" // bare *net.TCPConn, as on hag (named for the copy it once used)
-	modeUser   mode = "user"
-	modeGv     mode = "gvisor"
+	// modeSplice: bare *net.TCPConn with a Poller, as on hag (named for
+	// the copy it once used): directions park without a goroutine.
+	modeSplice mode = "splice"
+	// modeUser: a goroutine per direction that waits for readability.
+	modeUser mode = "user"
+	modeGv   mode = "gvisor"
 )
+
+// newPoller runs a Poller for the test.
+func newPoller(tb testing.TB) *Poller {
+	tb.Helper()
+	p, err := NewPoller()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run() }()
+	tb.Cleanup(func() {
+		p.Close()
+		if err := <-done; err != nil {
+			tb.Errorf("Poller.Run: %v", err)
+		}
+	})
+	return p
+}
 
 func (m mode) wrap(c *net.TCPConn) Conn {
 	switch m {
@@ -110,6 +131,9 @@ func start(tb testing.TB, network, addr string, m mode, opts Options) *harness {
 	b, server := tcpPair(tb, network, addr)
 	h := &harness{client: client, server: server, ctr: new(Counters), res: make(chan Result, 1)}
 	opts.Counters = h.ctr
+	if m == modeSplice && opts.Poller == nil {
+		opts.Poller = newPoller(tb)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.res <- Relay(ctx, m.wrap(a), m.wrap(b), opts) }()
@@ -320,13 +344,13 @@ func TestRelayIdleTimeout(t *testing.T) {
 	each(t, []mode{modeSplice, modeUser}, func(t *testing.T, network, addr string, m mode) {
 		t.Run("quiet flow ends", func(t *testing.T) {
 			const idle = 200 * time.Millisecond
-			// The relay probes at idle and decides once both directions
-			// acknowledged, at the latest after the probe's grace; one
-			// more idle period absorbs a late timer. On a shared machine
+			// The relay ends a quiet flow at idle, or after the grace if
+			// a direction holds bytes it is writing; one more idle
+			// period absorbs a late timer. On a shared machine
 			// one try can stall, so a late end is retried as
 			// internal/netlab's fidelity tests do, while a wrong result
 			// fails at once.
-			bound := idle + newIdleProbe(idle).grace + idle
+			bound := idle + idleGrace(idle) + idle
 			var took []time.Duration
 			for try := 0; try < 3; try++ {
 				// t0 before start, which begins the relay's clock: a
@@ -410,11 +434,13 @@ func TestRelayCancel(t *testing.T) {
 	// return is retried as internal/netlab's fidelity tests do, while a
 	// wrong result fails at once.
 	const prompt = 500 * time.Millisecond
+	// One Poller for all: its goroutine is not a relay's.
+	p := newPoller(t)
 	each(t, []mode{modeSplice, modeUser}, func(t *testing.T, network, addr string, m mode) {
 		before := runtime.NumGoroutine()
 		var took []time.Duration
 		for try := 0; try < 3; try++ {
-			el := cancelOnce(t, network, addr, m)
+			el := cancelOnce(t, network, addr, m, p)
 			took = append(took, el)
 			if t.Failed() || el <= prompt {
 				break
@@ -436,8 +462,8 @@ func TestRelayCancel(t *testing.T) {
 
 // cancelOnce cancels a relay that is blocked writing to a client that never
 // reads, checks how it ended, and returns how long Relay took to return.
-func cancelOnce(t *testing.T, network, addr string, m mode) time.Duration {
-	h := start(t, network, addr, m, Options{})
+func cancelOnce(t *testing.T, network, addr string, m mode, p *Poller) time.Duration {
+	h := start(t, network, addr, m, Options{Poller: p})
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() {
