@@ -407,16 +407,22 @@ func (d *direction) run() {
 		case rerr == errWouldBlock:
 			d.park()
 			return
-		case errors.Is(rerr, io.EOF):
-			f.eof(d)
-			d.stop()
-			return
 		default:
-			f.fail(d, d.srcSide, rerr)
-			d.stop()
+			d.endOn(rerr)
 			return
 		}
 	}
+}
+
+// endOn ends the direction after a read failed with err: a FIN passed on
+// for EOF, the relay's failure otherwise.
+func (d *direction) endOn(err error) {
+	if errors.Is(err, io.EOF) {
+		d.f.eof(d)
+	} else {
+		d.f.fail(d, d.srcSide, err)
+	}
+	d.stop()
 }
 
 // write writes b to dst and reports progress; false if the relay must end
@@ -487,15 +493,8 @@ func (d *direction) runBlocking() {
 		}
 		putBuf(bp)
 		d.busy.Store(false)
-		switch {
-		case rerr == nil:
-		case errors.Is(rerr, io.EOF):
-			f.eof(d)
-			d.stop()
-			return
-		default:
-			f.fail(d, d.srcSide, rerr)
-			d.stop()
+		if rerr != nil {
+			d.endOn(rerr)
 			return
 		}
 	}
