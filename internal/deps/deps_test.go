@@ -63,6 +63,26 @@ func strLit(e ast.Expr) (string, bool) {
 	return s, err == nil
 }
 
+// argv0 returns the program of an argv expression: a string literal, or
+// the first element of the slice literal an append call starts from.
+func argv0(e ast.Expr) (string, bool) {
+	if name, ok := strLit(e); ok {
+		return name, name != "" && !strings.ContainsAny(name, " /=")
+	}
+	call, ok := e.(*ast.CallExpr)
+	if !ok || len(call.Args) == 0 {
+		return "", false
+	}
+	if fn, ok := call.Fun.(*ast.Ident); !ok || fn.Name != "append" {
+		return "", false
+	}
+	lit, ok := call.Args[0].(*ast.CompositeLit)
+	if !ok || len(lit.Elts) == 0 {
+		return "", false
+	}
+	return argv0(lit.Elts[0])
+}
+
 // namedAt maps helpers that start a program to the index of the argument
 // naming it: exec.LookPath, deploy's requireTool(t, name, pkg), bench's
 // startProc(sp, ns, name, ...).
@@ -108,6 +128,16 @@ func programs(fset *token.FileSet, f *ast.File) map[string][]string {
 			fname = fn.Sel.Name
 		case *ast.Ident:
 			fname = fn.Name
+		}
+		// labproc.Start(ns, name, logPath, argv...) runs argv[0]; argv is
+		// a literal or append([]string{prog, ...}, more...).
+		if sel, ok := call.Fun.(*ast.SelectorExpr); ok && fname == "Start" && len(call.Args) > 3 {
+			if pkg, ok := sel.X.(*ast.Ident); ok && pkg.Name == "labproc" {
+				if name, ok := argv0(call.Args[3]); ok {
+					add(name, call.Pos())
+				}
+				return true
+			}
 		}
 		// Helpers that take the program at a fixed position.
 		if i, ok := namedAt[fname]; ok && len(call.Args) > i {
