@@ -29,7 +29,11 @@ type TTFBRow struct {
 	ExtraRTTMed  float64 `json:"extra_rtts_median"` // over direct, in DSL RTTs
 	ExtraRTTP99  float64 `json:"extra_rtts_p99"`
 	SetupMeanMs  float64 `json:"hcpe_setup_mean_ms,omitempty"` // hcpe's own histogram
-	Err          string  `json:"error,omitempty"`
+	// hcpe's warm pool over the runs: a miss dials hag afresh (one more
+	// round trip), so the misses explain a slow tail.
+	PoolHits   float64 `json:"hcpe_pool_hits,omitempty"`
+	PoolMisses float64 `json:"hcpe_pool_misses,omitempty"`
+	Err        string  `json:"error,omitempty"`
 }
 
 func (r *Report) ttfbOf(system string) (TTFBRow, bool) {
@@ -65,7 +69,7 @@ func (r *Report) renderTTFB(b *strings.Builder) {
 	}
 	for _, e := range r.TTFB {
 		if e.SetupMeanMs > 0 {
-			w("\nhcpe's own `hcpe_flow_setup_duration_seconds` (LAN SYN → hag's Convert reply) averaged %.1f ms over these runs.\n", e.SetupMeanMs)
+			w("\nhcpe's own `hcpe_flow_setup_duration_seconds` (LAN SYN → hag's Convert reply) averaged %.1f ms over these runs; its warm pool had %.0f hits and %.0f misses (a miss dials hag afresh, one more round trip).\n", e.SetupMeanMs, e.PoolHits, e.PoolMisses)
 		}
 	}
 	w("\nOne RTT is the DSL RTT of the default profile (%s ms), the path every system's first subflow takes. Runs are sequential on the default profile pair", f1(r.dslRTTms()))

@@ -6,13 +6,16 @@ import (
 	"time"
 )
 
+// ttfbMetrics are hcpe's metrics figure 2 reads before and after its runs.
+var ttfbMetrics = []string{"hcpe_flow_setup_duration_seconds_sum", "hcpe_flow_setup_duration_seconds_count", "hcpe_pool_hits_total", "hcpe_pool_misses_total"}
+
 // ttfbFigure is figure 2 on the default pair.
 func (b *bench) ttfbFigure(ctx context.Context, s *system) {
 	b.settle(ctx)
 	row := TTFBRow{System: s.name}
 	var h0 map[string]float64
 	if s.name == sysHybrid {
-		h0, _ = scrape(ctx, b.lab.CPE, "127.0.0.1:9101", "hcpe_flow_setup_duration_seconds_sum", "hcpe_flow_setup_duration_seconds_count")
+		h0, _ = scrape(ctx, b.lab.CPE, "127.0.0.1:9101", ttfbMetrics...)
 	}
 	var conn, first []time.Duration
 	var lastErr error
@@ -43,7 +46,9 @@ func (b *bench) ttfbFigure(ctx context.Context, s *system) {
 		row.MaxMs = ms(slices.Max(first))
 	}
 	if s.name == sysHybrid && h0 != nil {
-		if h1, err := scrape(ctx, b.lab.CPE, "127.0.0.1:9101", "hcpe_flow_setup_duration_seconds_sum", "hcpe_flow_setup_duration_seconds_count"); err == nil {
+		if h1, err := scrape(ctx, b.lab.CPE, "127.0.0.1:9101", ttfbMetrics...); err == nil {
+			row.PoolHits = h1["hcpe_pool_hits_total"] - h0["hcpe_pool_hits_total"]
+			row.PoolMisses = h1["hcpe_pool_misses_total"] - h0["hcpe_pool_misses_total"]
 			if n := h1["hcpe_flow_setup_duration_seconds_count"] - h0["hcpe_flow_setup_duration_seconds_count"]; n > 0 {
 				row.SetupMeanMs = 1000 * (h1["hcpe_flow_setup_duration_seconds_sum"] - h0["hcpe_flow_setup_duration_seconds_sum"]) / n
 			}

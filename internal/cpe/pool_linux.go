@@ -21,6 +21,7 @@ const (
 	poolJoinWait   = time.Second // longest a refill waits for its other subflows
 	poolBackoffMin = 200 * time.Millisecond
 	poolBackoffMax = 5 * time.Second
+	poolRefillMin  = 20 * time.Millisecond // refillDelay without a probe RTT yet
 )
 
 var errNoUplink = errors.New("no live uplink with an address")
@@ -71,6 +72,30 @@ func (p *warmPool) kick() {
 	}
 }
 
+// refillAfter starts the refill a take calls for. While the pool still
+// holds a connection for the next flow, the refill waits until the flow
+// that took one is likely set up (refillDelay): its handshake, the join
+// of its other subflows and hag's accept of it would otherwise compete
+// for the CPU, and for the uplink, with that flow's Convert exchange and
+// first request, which decide the user's time to first byte (make bench
+// figure 2). After a miss, or when the pool is empty, it refills at once.
+func (p *warmPool) refillAfter(took bool, uplink string, left int) {
+	if !took || left == 0 {
+		p.kick()
+		return
+	}
+	// The timer's goroutine only kicks (a non-blocking send) and returns;
+	// after run has returned the kick is a no-op.
+	time.AfterFunc(refillDelay(p.c.health.rtt(uplink)), p.kick)
+}
+
+// refillDelay is about the round trips a flow's setup and first exchange
+// take over an uplink of this probe RTT, within [poolRefillMin, poolTick]:
+// the run loop's tick refills in any case.
+func refillDelay(rtt time.Duration) time.Duration {
+	return min(max(3*rtt, poolRefillMin), poolTick)
+}
+
 // take hands out a live pooled connection whose first uplink is usable
 // now, newest first; ok false means the flow dials as without a pool.
 // Every call is one arrival for the sizer. A connection that died while
@@ -80,6 +105,7 @@ func (p *warmPool) take() (w warm, ok bool) {
 		return warm{}, false
 	}
 	var dead []warm
+	left := 0
 	defer func() {
 		for _, d := range dead {
 			p.discard(d, "dead")
@@ -89,10 +115,10 @@ func (p *warmPool) take() (w warm, ok bool) {
 		} else {
 			p.c.m.PoolMisses.Inc()
 		}
-		p.kick()
+		p.refillAfter(ok, w.uplink, left)
 	}()
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer func() { left = len(p.conns); p.mu.Unlock() }()
 	p.sizer.Arrive(time.Now())
 	for i := len(p.conns) - 1; i >= 0; i-- {
 		cand := p.conns[i]
@@ -163,7 +189,7 @@ func (p *warmPool) run(ctx context.Context) {
 }
 
 // sweep drops pooled connections that cannot carry a flow: their uplink
-// went down, they aged past pool.max_idle (hag's pool_idle would close
+// went down or is no longer one the policy lets a flow start on, they aged past pool.max_idle (hag's pool_idle would close
 // them), or hag closed or reset them.
 func (p *warmPool) sweep() {
 	type drop struct {
@@ -178,6 +204,12 @@ func (p *warmPool) sweep() {
 		switch {
 		case !p.c.health.alive(w.uplink):
 			drops = append(drops, drop{w, "uplink_down"})
+		case !p.c.health.usable(w.uplink):
+			// Opened while its uplink came first (DSL down, LTE carried
+			// the flows); take no longer hands it out, and kept it would
+			// count towards the target and stop the refills a flow needs:
+			// bench figure 2 saw 19 of 300 flows miss the pool so.
+			drops = append(drops, drop{w, "unusable"})
 		case now.Sub(w.born) > p.c.cfg.Pool.MaxIdle:
 			drops = append(drops, drop{w, "aged"})
 		case !mptcp.Quiet(w.conn):

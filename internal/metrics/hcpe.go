@@ -140,7 +140,7 @@ func NewHCPE() *HCPE {
 			Name: "hcpe_pool_refills_total", Help: "Warm connections the pool opened.",
 		}),
 		PoolDiscarded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hcpe_pool_discarded_total", Help: "Warm connections closed unused, by reason (dead, uplink_down, aged, hag_unreachable, shutdown).",
+			Name: "hcpe_pool_discarded_total", Help: "Warm connections closed unused, by reason (dead, uplink_down, unusable, aged, hag_unreachable, shutdown).",
 		}, []string{"reason"}),
 		KernelBlackholes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hcpe_mptcp_kernel_blackholes", Help: "The kernel's MPTcpExtBlackhole counter in hcpe's namespace: MPTCP blackholes it detected (0 while net.mptcp.blackhole_timeout = 0).",

@@ -328,8 +328,13 @@ func Start(ctx context.Context, a, b Conn, opts Options, done func(Result)) {
 	}
 	for i := range f.dirs {
 		d := &f.dirs[i]
-		d.ev = newSource(d, opts.Poller)
+		// Active before the source is registered: a signal that comes
+		// during the registration (gVisor calls back on its own goroutine
+		// as data arrives) must not start the direction before its source
+		// is set; it is ignored, and park's readiness check after the arm
+		// finds the data.
 		d.state.Store(active)
+		d.ev = newSource(d, opts.Poller)
 	}
 	f.mu.Lock()
 	if opts.IdleTimeout > 0 {

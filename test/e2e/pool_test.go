@@ -108,6 +108,27 @@ func TestPool(t *testing.T) {
 		})
 	})
 
+	// While DSL was down the pool refilled over LTE. With DSL back, LTE
+	// is overflow only and take skips those connections; they must leave
+	// the pool, or they count towards its target and flows miss it.
+	t.Run("UsableAfterDSLReturns", func(t *testing.T) {
+		waitFor(t, "pooled LTE connections dropped as unusable", 5*time.Second, func() bool {
+			return s.metric(t, s.lab.CPE, 9101, "hcpe_pool_discarded_total", `reason="unusable"`) > 0
+		})
+		waitFor(t, "a warm pool over DSL", 5*time.Second, func() bool { return poolSize() >= 2 })
+		misses0 := s.metric(t, s.lab.CPE, 9101, "hcpe_pool_misses_total")
+		const flows = 6
+		for i := range flows {
+			if _, err := s.upload(s.ctx(t, 10*time.Second), netip.AddrPortFrom(server4, 8080), 1000, uint64(300+i)); err != nil {
+				t.Fatalf("flow %d after DSL returned: %v", i, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if m := s.metric(t, s.lab.CPE, 9101, "hcpe_pool_misses_total") - misses0; m > 0 {
+			t.Errorf("%v of %d flows after DSL returned missed the pool", m, flows)
+		}
+	})
+
 	t.Run("EmptyWhileHAGDown", func(t *testing.T) {
 		s.hag.stop(t)
 		waitFor(t, "the pool to empty with hag down", 3*time.Second, func() bool { return poolSize() == 0 })
