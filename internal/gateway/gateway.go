@@ -140,14 +140,20 @@ func (g *Gateway) bytes(dir string) float64 {
 
 // Run serves until ctx is cancelled.
 //
-// Shutdown order: stop accepting (close listeners, wait for the accept
+// Start order: transparent-socket routing; the watches of hag's own
+// addresses and of joining subflows; the MPTCP listeners; the probe
+// servers; the metrics and admin servers and housekeeping; the relays'
+// poller; the accept loops.
+//
+// Shutdown order: stop accepting (close the listeners, wait for the accept
 // loops); let relayed flows run for limits.shutdown_grace; cancel the rest
-// (a cancelled relay resets both sides, so neither takes the cut stream for
-// complete) and wait for every handler and relay. Then, as the defers
-// unwind: stop the relays' poller; stop the metrics and admin servers and
-// the trimmer; stop the probe servers; stop watching hag's own addresses;
-// remove the transparent-socket routing. Each part's goroutines are waited
-// for before the next part stops.
+// (a cancelled relay resets both sides, so neither takes the cut stream
+// for complete) and wait for every handler and relay. Then one stop
+// sequence, the reverse of the start: the poller, metrics/admin/
+// housekeeping, the probe servers, the watches, the routing. Each stop
+// waits for its part's goroutines before the next part stops, and is a
+// no-op until its part started, so a start that fails half way undoes
+// what it did in the same order.
 func (g *Gateway) Run(ctx context.Context) (err error) {
 	if g.cfg().Listen.FastOpen {
 		if err := mptcp.EnsureFastOpenServer(); err != nil {
@@ -157,133 +163,41 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	if g.cfg().Listen.FastOpenNoCookieUnsafe {
 		g.log.Warn("listen.fast_open_no_cookie_unsafe is set: SYN data is read before the client proved its address; requests are still authorised only after the handshake, but spoofed SYNs hold handshake slots")
 	}
-	if g.cfg().Egress.IPv4 == "preserve" || g.cfg().Egress.IPv6 == "preserve" {
-		if g.cfg().Transparent.Install {
-			tp, err := installTransparent(g.cfg().Transparent)
-			if err != nil {
-				return fmt.Errorf("egress preserve needs transparent-socket routing: %w", err)
-			}
-			g.log.Info("transparent-socket routing installed", "mark", g.cfg().Transparent.Mark, "table", g.cfg().Transparent.Table)
-			defer func() {
-				if err := tp.remove(); err != nil {
-					g.log.Error("removing transparent-socket routing", "err", err)
-				}
-			}()
-		}
-	}
-	g.own = newOwnSet()
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	var wwg sync.WaitGroup
-	defer func() { stopWatch(); wwg.Wait() }()
-	watching := make(chan struct{})
-	wwg.Go(func() {
-		if err := g.own.watch(watchCtx, watching); err != nil {
-			g.log.Error("hag's own addresses are no longer tracked; addresses added from now on are not refused as destinations", "err", err)
-		}
-	})
-	<-watching
-	joinsWatched := make(chan struct{})
-	wwg.Go(func() {
-		if err := g.watchJoins(watchCtx, joinsWatched); err != nil {
-			g.log.Error("subflows are checked against wan_prefixes only when a flow starts, not as they join (hag needs CAP_NET_ADMIN for the MPTCP path-manager events)", "err", err)
-		}
-	})
-	<-joinsWatched
-
+	nop := func() {}
+	stopRouting, stopWatches, stopProbes, stopMetrics, stopPoller := nop, nop, nop, nop, nop
 	var lns []*net.TCPListener
 	defer func() {
+		// The stop sequence (the listeners are closed already on the
+		// normal path; a second Close is harmless).
 		for _, ln := range lns {
 			ln.Close()
 		}
+		stopPoller() // every flow has ended: nothing is parked on it
+		stopMetrics()
+		stopProbes()
+		stopWatches()
+		stopRouting()
 	}()
-	for _, a := range g.cfg().Listen.Addrs {
-		addr := netip.AddrPortFrom(a, uint16(g.cfg().Listen.Port)).String()
-		network := "tcp6"
-		if a.Is4() {
-			network = "tcp4"
-		} else if a.IsUnspecified() {
-			network = "tcp" // "::" is dual-stack
-		}
-		ln, err := mptcp.Listen(ctx, network, addr, g.listenOptions())
-		if err != nil {
-			return fmt.Errorf("listening on %s: %w", addr, err)
-		}
-		lns = append(lns, ln)
-		g.addrs = append(g.addrs, ln.Addr())
-		g.own.set(a, true)
-		g.log.Info("listening", "addr", ln.Addr().String(), "mptcp", true, "tfo", g.cfg().Listen.FastOpen, "tfo_without_cookie", g.cfg().Listen.FastOpenNoCookieUnsafe)
-	}
-	g.logBacklog()
 
-	// Health probes from CPEs arrive on the same addresses and port, over
-	// UDP (internal/probe); only CPEs with a key can be answered, under
-	// any of their keys during a rotation.
-	probes := &probe.Server{Keys: func(id string) [][]byte {
-		c := g.cfg().CPEByID(id)
-		if c == nil {
-			return nil
-		}
-		keys := make([][]byte, len(c.CookieKeys))
-		for i, k := range c.CookieKeys {
-			keys[i] = k.Raw
-		}
-		return keys
-	}}
-	probeCtx, stopProbes := context.WithCancel(context.Background())
-	var pwg sync.WaitGroup
-	defer func() { stopProbes(); pwg.Wait() }()
-	for _, a := range g.cfg().Listen.Addrs {
-		network := "udp6"
-		if a.Is4() {
-			network = "udp4"
-		} else if a.IsUnspecified() {
-			network = "udp"
-		}
-		uc, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(g.cfg().Listen.Port))))
-		if err != nil {
-			return fmt.Errorf("listening for health probes on %s: %w", a, err)
-		}
-		pwg.Go(func() {
-			defer uc.Close()
-			if err := probes.Serve(probeCtx, uc); err != nil {
-				g.log.Error("probe server stopped", "addr", uc.LocalAddr().String(), "err", err)
-			}
-		})
-	}
-
-	metricsCtx, stopMetrics := context.WithCancel(context.Background())
-	var mwg sync.WaitGroup
-	merr := make(chan error, 1)
-	mwg.Go(func() {
-		if err := metrics.Serve(metricsCtx, g.cfg().Metrics.Listen, g.m.Registry, g.log); err != nil {
-			merr <- err
-		}
-	})
-	mwg.Go(func() {
-		if err := g.serveAdmin(metricsCtx); err != nil {
-			g.log.Error("admin API unavailable", "err", err)
-		}
-	})
-	mwg.Go(func() { g.housekeeping(metricsCtx) })
-	defer func() { stopMetrics(); mwg.Wait() }()
-
-	// The relays park idle flows on the poller; it runs until every flow
-	// has drained (the deferred Close runs after that, below).
-	if g.poller, err = relay.NewPoller(); err != nil {
+	if stopRouting, err = g.startRouting(); err != nil {
 		return err
 	}
-	var rwg sync.WaitGroup
-	defer func() { g.poller.Close(); rwg.Wait() }()
-	rwg.Go(func() {
-		if err := g.poller.Run(); err != nil {
-			g.log.Error("relay poller stopped", "err", err)
-		}
-	})
+	stopWatches = g.startWatches()
+	if lns, err = g.listen(ctx); err != nil {
+		return err
+	}
+	if stopProbes, err = g.startProbes(); err != nil {
+		return err
+	}
+	var merr <-chan error
+	stopMetrics, merr = g.startMetrics()
+	if stopPoller, err = g.startPoller(); err != nil {
+		return err
+	}
 
 	flowCtx, cancelFlows := context.WithCancel(context.Background())
 	defer cancelFlows()
-	var flows sync.WaitGroup
-	var accepts sync.WaitGroup
+	var flows, accepts sync.WaitGroup
 	for _, ln := range lns {
 		accepts.Go(func() { g.acceptLoop(ln, flowCtx, &flows) })
 	}
@@ -308,6 +222,151 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		<-drained
 	}
 	return err
+}
+
+// startRouting installs the transparent-socket routing that egress
+// "preserve" needs, when the config asks hag to; stop removes it.
+func (g *Gateway) startRouting() (stop func(), err error) {
+	c := g.cfg()
+	if (c.Egress.IPv4 != "preserve" && c.Egress.IPv6 != "preserve") || !c.Transparent.Install {
+		return func() {}, nil
+	}
+	tp, err := installTransparent(c.Transparent)
+	if err != nil {
+		return func() {}, fmt.Errorf("egress preserve needs transparent-socket routing: %w", err)
+	}
+	g.log.Info("transparent-socket routing installed", "mark", c.Transparent.Mark, "table", c.Transparent.Table)
+	return func() {
+		if err := tp.remove(); err != nil {
+			g.log.Error("removing transparent-socket routing", "err", err)
+		}
+	}, nil
+}
+
+// startWatches follows hag's own addresses (refused as destinations) and
+// the subflows that join relayed flows (checked against wan_prefixes); it
+// returns once both are watching. Either failing is logged and hag goes
+// on without it.
+func (g *Gateway) startWatches() (stop func()) {
+	g.own = newOwnSet()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	watching := make(chan struct{})
+	wg.Go(func() {
+		if err := g.own.watch(ctx, watching); err != nil {
+			g.log.Error("hag's own addresses are no longer tracked; addresses added from now on are not refused as destinations", "err", err)
+		}
+	})
+	<-watching
+	joinsWatched := make(chan struct{})
+	wg.Go(func() {
+		if err := g.watchJoins(ctx, joinsWatched); err != nil {
+			g.log.Error("subflows are checked against wan_prefixes only when a flow starts, not as they join (hag needs CAP_NET_ADMIN for the MPTCP path-manager events)", "err", err)
+		}
+	})
+	<-joinsWatched
+	return func() { cancel(); wg.Wait() }
+}
+
+// listen opens an MPTCP listener on every listen address; on error the
+// ones already open are returned too, for the caller to close.
+func (g *Gateway) listen(ctx context.Context) ([]*net.TCPListener, error) {
+	var lns []*net.TCPListener
+	for _, a := range g.cfg().Listen.Addrs {
+		addr := netip.AddrPortFrom(a, uint16(g.cfg().Listen.Port)).String()
+		network := "tcp6"
+		if a.Is4() {
+			network = "tcp4"
+		} else if a.IsUnspecified() {
+			network = "tcp" // "::" is dual-stack
+		}
+		ln, err := mptcp.Listen(ctx, network, addr, g.listenOptions())
+		if err != nil {
+			return lns, fmt.Errorf("listening on %s: %w", addr, err)
+		}
+		lns = append(lns, ln)
+		g.addrs = append(g.addrs, ln.Addr())
+		g.own.set(a, true)
+		g.log.Info("listening", "addr", ln.Addr().String(), "mptcp", true, "tfo", g.cfg().Listen.FastOpen, "tfo_without_cookie", g.cfg().Listen.FastOpenNoCookieUnsafe)
+	}
+	g.logBacklog()
+	return lns, nil
+}
+
+// startProbes answers CPEs' health probes (internal/probe), which arrive
+// on the listen addresses and port over UDP; only CPEs with a key can be
+// answered, under any of their keys during a rotation. On error the
+// servers already started are stopped.
+func (g *Gateway) startProbes() (stop func(), err error) {
+	probes := &probe.Server{Keys: func(id string) [][]byte {
+		c := g.cfg().CPEByID(id)
+		if c == nil {
+			return nil
+		}
+		keys := make([][]byte, len(c.CookieKeys))
+		for i, k := range c.CookieKeys {
+			keys[i] = k.Raw
+		}
+		return keys
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	stop = func() { cancel(); wg.Wait() }
+	for _, a := range g.cfg().Listen.Addrs {
+		network := "udp6"
+		if a.Is4() {
+			network = "udp4"
+		} else if a.IsUnspecified() {
+			network = "udp"
+		}
+		uc, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(g.cfg().Listen.Port))))
+		if err != nil {
+			stop()
+			return func() {}, fmt.Errorf("listening for health probes on %s: %w", a, err)
+		}
+		wg.Go(func() {
+			defer uc.Close()
+			if err := probes.Serve(ctx, uc); err != nil {
+				g.log.Error("probe server stopped", "addr", uc.LocalAddr().String(), "err", err)
+			}
+		})
+	}
+	return stop, nil
+}
+
+// startMetrics runs the metrics and admin servers and housekeeping; a
+// metrics server that cannot serve reports on merr, which stops hag.
+func (g *Gateway) startMetrics() (stop func(), merr <-chan error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Go(func() {
+		if err := metrics.Serve(ctx, g.cfg().Metrics.Listen, g.m.Registry, g.log); err != nil {
+			errc <- err
+		}
+	})
+	wg.Go(func() {
+		if err := g.serveAdmin(ctx); err != nil {
+			g.log.Error("admin API unavailable", "err", err)
+		}
+	})
+	wg.Go(func() { g.housekeeping(ctx) })
+	return func() { cancel(); wg.Wait() }, errc
+}
+
+// startPoller runs the epoll poller the relays park idle flows on; it
+// must outlive every flow.
+func (g *Gateway) startPoller() (stop func(), err error) {
+	if g.poller, err = relay.NewPoller(); err != nil {
+		return func() {}, err
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := g.poller.Run(); err != nil {
+			g.log.Error("relay poller stopped", "err", err)
+		}
+	})
+	return func() { g.poller.Close(); wg.Wait() }, nil
 }
 
 // trimMinDrop is how many flows must close before hag hands their memory
