@@ -110,7 +110,7 @@ func main() {
 	flag.IntVar(&o.ProfileSeconds, "profile-seconds", 0, "seconds of the CPU profiles during figure 4 (0: the transfer less 2 s)")
 	flag.BoolVar(&o.Smoke, "smoke", false, "fail unless report.json holds figures 1 and 2 for every system run")
 	flag.Uint64Var(&o.Seed, "seed", 20261123, "seed of the link emulator's jitter and of the payload")
-	flag.DurationVar(&o.Budget, "budget", 20*time.Minute, "time budget of the whole run")
+	flag.DurationVar(&o.Budget, "budget", 30*time.Minute, "time budget of the whole run (a full run of every figure for all systems takes about 24 minutes here)")
 	flag.DurationVar(&o.PolicyHold, "policy-hold", 0, "waited out before each hybridgw transfer (0: hcpe's policy.min_hold from its config)")
 	flag.IntVar(&o.EffRuns, "eff-runs", 3, "runs of each case of figure 1")
 	flag.IntVar(&o.CPURuns, "cpu-runs", 3, "runs of each case of figure 4")

@@ -11,7 +11,7 @@
 #                   in $(BENCH_OUT)/profiles). The noisy figures are
 #                   repeated (figures 1 and 4 three times per case, the
 #                   handover of figure 3 five times per system) and the
-#                   report gives their median and spread. At most 20 minutes
+#                   report gives their median and spread. At most 30 minutes
 #                   (-budget; the harness skips what no longer fits and
 #                   says so).
 #   make bench-smoke
