@@ -37,49 +37,9 @@ func (b *bench) memory(ctx context.Context, s *system) {
 	}
 	slices.Sort(asked)
 	b.settle(ctx)
-	type snap struct {
-		rss            map[string]int64
-		heap, routines map[string]float64
-		fds, pipes     map[string]int // "bench" included
-	}
-	metricsAt := map[string]struct {
-		ns   *netlab.NS
-		addr string
-	}{"hcpe": {b.lab.CPE, "127.0.0.1:9101"}, "hag": {b.lab.HAG, "127.0.0.1:9102"}}
-	take := func() snap {
-		sn := snap{rss: map[string]int64{}, heap: map[string]float64{}, routines: map[string]float64{}, fds: map[string]int{}, pipes: map[string]int{}}
-		pids := s.pids()
-		for name, pid := range pids {
-			sn.rss[name], _ = rssBytes(pid)
-			if m, ok := metricsAt[name]; ok {
-				if v, err := scrape(ctx, m.ns, m.addr, "go_memstats_heap_inuse_bytes", "go_goroutines"); err == nil {
-					sn.heap[name], sn.routines[name] = v["go_memstats_heap_inuse_bytes"], v["go_goroutines"]
-				}
-			}
-		}
-		pids["bench"] = os.Getpid()
-		for name, pid := range pids {
-			sn.fds[name], sn.pipes[name] = fdCount(pid)
-		}
-		return sn
-	}
-	base := take()
-	names := make([]string, 0, len(base.rss))
-	for n := range base.rss {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	var lims []string
-	for _, n := range append(slices.Clone(names), "bench") {
-		pid := os.Getpid()
-		if n != "bench" {
-			pid = s.pids()[n]
-		}
-		lims = append(lims, n+" "+nofileOf(pid))
-	}
-	b.rep.Notes = append(b.rep.Notes, fmt.Sprintf("Figure 5, %s: open-file limits (soft, /proc/<pid>/limits): %s.", s.name, strings.Join(lims, ", ")))
-	mb := func(v float64) float64 { return v / (1 << 20) }
-	dropNames := []string{"hcpe_netstack_drops_total", "hcpe_flows_total", `hcpe_flows_total{result="ok"}`}
+	base := b.memSnapshot(ctx, s)
+	names := slices.Sorted(maps.Keys(base.rss))
+	b.noteOpenFileLimits(s, names)
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
@@ -104,30 +64,11 @@ func (b *bench) memory(ctx context.Context, s *system) {
 		if !b.fits(fmt.Sprintf("figure 5 %s with %d idle flows", s.name, target), memoryTime(target)) {
 			break
 		}
-		var drops0 map[string]float64
-		if s.name == sysHybrid {
-			drops0, _ = scrape(ctx, b.lab.CPE, "127.0.0.1:9101", dropNames...)
-		}
 		had := len(conns)
-		t0 := time.Now()
-		more, err := openIdle(ctx, b.lab.LAN, b.dst, target-had, idleOpenAtOnce)
+		more, openFor, err := b.openIdleFlows(ctx, s, had, target)
 		conns = append(conns, more...)
-		openFor := time.Since(t0)
-		if drops0 != nil {
-			if d1, derr := scrape(ctx, b.lab.CPE, "127.0.0.1:9101", dropNames...); derr == nil {
-				msg := fmt.Sprintf("while opening flows %d to %d (%d established end to end in %.1f s): hcpe counted %.0f new flows (%.0f ok) and %.0f netstack drops (LAN SYNs dropped by a bound)",
-					had+1, target, len(more), openFor.Seconds(), d1["hcpe_flows_total"]-drops0["hcpe_flows_total"], d1[dropNames[2]]-drops0[dropNames[2]],
-					d1["hcpe_netstack_drops_total"]-drops0["hcpe_netstack_drops_total"])
-				b.logf("fig5 %s: %s", s.name, msg)
-				b.rep.Notes = append(b.rep.Notes, "Figure 5, hybridgw: "+msg+".")
-			}
-		}
-		b.logf("fig5 %s: %d idle flows open (%d more in %v) %v", s.name, len(conns), len(more), openFor.Round(time.Millisecond), errStr(err))
-		if failed := target - had - len(more); failed > 0 {
-			b.reusedPorts(s, failed, target-had, t0, more)
-		}
 		_ = sleepCtx(ctx, 2*time.Second)
-		loaded := take()
+		loaded := b.memSnapshot(ctx, s)
 		if len(conns) > 0 {
 			for n, f := range loaded.fds {
 				perFlow[n] = float64(f-base.fds[n]) / float64(len(conns))
@@ -141,25 +82,9 @@ func (b *bench) memory(ctx context.Context, s *system) {
 		}
 		last = last[:0]
 		for _, name := range names {
-			row := MemRow{System: s.name, Process: name, Target: target, Asked: want, Flows: len(conns), OpenSeconds: openFor.Seconds(),
-				RSSBaseMB: mb(float64(base.rss[name])), RSSLoadedMB: mb(float64(loaded.rss[name])),
-				FDsBase: base.fds[name], FDsLoaded: loaded.fds[name], PipesLoaded: loaded.pipes[name]}
-			if len(conns) > 0 {
-				row.PerFlowKB = float64(loaded.rss[name]-base.rss[name]) / 1024 / float64(len(conns))
-				row.FDsPerFlow = perFlow[name]
-			}
-			if loaded.heap[name] > 0 {
-				row.HeapBaseMB, row.HeapLoadedMB = mb(base.heap[name]), mb(loaded.heap[name])
-				row.Goroutines = [3]float64{base.routines[name], loaded.routines[name], math.NaN()}
-				if len(conns) > 0 {
-					row.HeapPerFlowKB = (loaded.heap[name] - base.heap[name]) / 1024 / float64(len(conns))
-				}
-			}
-			if err != nil {
-				row.Err = err.Error()
-			}
 			last = append(last, len(b.rep.Memory))
-			b.rep.Memory = append(b.rep.Memory, row)
+			b.rep.Memory = append(b.rep.Memory, memRow(s.name, name, want, target, len(conns), openFor, base, loaded, perFlow[name], err))
+			row := &b.rep.Memory[len(b.rep.Memory)-1]
 			b.logf("fig5 %s %s %d flows: RSS %.1f → %.1f MB (%.1f KB/flow), heap %.1f → %.1f MB, descriptors %d → %d (%.1f per flow, %d pipes)", s.name, name, len(conns),
 				row.RSSBaseMB, row.RSSLoadedMB, row.PerFlowKB, row.HeapBaseMB, row.HeapLoadedMB, row.FDsBase, row.FDsLoaded, row.FDsPerFlow, row.PipesLoaded)
 		}
@@ -179,10 +104,114 @@ func (b *bench) memory(ctx context.Context, s *system) {
 		c.Close()
 	}
 	conns = nil
-	// Closing thousands of flows takes the daemons a moment; then the heap,
-	// goroutines and descriptors they leave behind.
-	_ = sleepCtx(ctx, 3*time.Second)
-	after := take()
+	b.memAfterClose(ctx, s, last)
+}
+
+// memSnap is what figure 5 reads of each process at one moment.
+type memSnap struct {
+	rss            map[string]int64
+	heap, routines map[string]float64
+	fds, pipes     map[string]int // "bench" included
+}
+
+// memSnapshot reads RSS and descriptors of s's daemons and of the bench
+// itself, and the Go heap in use and goroutines of hcpe and hag from
+// their metrics.
+func (b *bench) memSnapshot(ctx context.Context, s *system) memSnap {
+	metricsAt := map[string]struct {
+		ns   *netlab.NS
+		addr string
+	}{"hcpe": {b.lab.CPE, "127.0.0.1:9101"}, "hag": {b.lab.HAG, "127.0.0.1:9102"}}
+	sn := memSnap{rss: map[string]int64{}, heap: map[string]float64{}, routines: map[string]float64{}, fds: map[string]int{}, pipes: map[string]int{}}
+	pids := s.pids()
+	for name, pid := range pids {
+		sn.rss[name], _ = rssBytes(pid)
+		if m, ok := metricsAt[name]; ok {
+			if v, err := scrape(ctx, m.ns, m.addr, "go_memstats_heap_inuse_bytes", "go_goroutines"); err == nil {
+				sn.heap[name], sn.routines[name] = v["go_memstats_heap_inuse_bytes"], v["go_goroutines"]
+			}
+		}
+	}
+	pids["bench"] = os.Getpid()
+	for name, pid := range pids {
+		sn.fds[name], sn.pipes[name] = fdCount(pid)
+	}
+	return sn
+}
+
+// noteOpenFileLimits puts each process's open-file limit in the report's
+// notes: it bounds how many idle flows figure 5 can hold.
+func (b *bench) noteOpenFileLimits(s *system, names []string) {
+	var lims []string
+	for _, n := range append(slices.Clone(names), "bench") {
+		pid := os.Getpid()
+		if n != "bench" {
+			pid = s.pids()[n]
+		}
+		lims = append(lims, n+" "+nofileOf(pid))
+	}
+	b.rep.Notes = append(b.rep.Notes, fmt.Sprintf("Figure 5, %s: open-file limits (soft, /proc/<pid>/limits): %s.", s.name, strings.Join(lims, ", ")))
+}
+
+// openIdleFlows opens idle flows had+1 to target from the LAN host. For
+// hybridgw it also reports what hcpe counted meanwhile (new flows, SYNs
+// dropped by a bound); flows that got no answer are looked into
+// (reusedPorts).
+func (b *bench) openIdleFlows(ctx context.Context, s *system, had, target int) (more []net.Conn, openFor time.Duration, err error) {
+	dropNames := []string{"hcpe_netstack_drops_total", "hcpe_flows_total", `hcpe_flows_total{result="ok"}`}
+	var drops0 map[string]float64
+	if s.name == sysHybrid {
+		drops0, _ = scrape(ctx, b.lab.CPE, "127.0.0.1:9101", dropNames...)
+	}
+	t0 := time.Now()
+	more, err = openIdle(ctx, b.lab.LAN, b.dst, target-had, idleOpenAtOnce)
+	openFor = time.Since(t0)
+	if drops0 != nil {
+		if d1, derr := scrape(ctx, b.lab.CPE, "127.0.0.1:9101", dropNames...); derr == nil {
+			msg := fmt.Sprintf("while opening flows %d to %d (%d established end to end in %.1f s): hcpe counted %.0f new flows (%.0f ok) and %.0f netstack drops (LAN SYNs dropped by a bound)",
+				had+1, target, len(more), openFor.Seconds(), d1["hcpe_flows_total"]-drops0["hcpe_flows_total"], d1[dropNames[2]]-drops0[dropNames[2]],
+				d1["hcpe_netstack_drops_total"]-drops0["hcpe_netstack_drops_total"])
+			b.logf("fig5 %s: %s", s.name, msg)
+			b.rep.Notes = append(b.rep.Notes, "Figure 5, hybridgw: "+msg+".")
+		}
+	}
+	b.logf("fig5 %s: %d idle flows open (%d more in %v) %v", s.name, had+len(more), len(more), openFor.Round(time.Millisecond), errStr(err))
+	if failed := target - had - len(more); failed > 0 {
+		b.reusedPorts(s, failed, target-had, t0, more)
+	}
+	return more, openFor, err
+}
+
+// memRow is one process's row of figure 5 at one count of flows.
+func memRow(system, name string, want, target, flows int, openFor time.Duration, base, loaded memSnap, fdsPerFlow float64, err error) MemRow {
+	mb := func(v float64) float64 { return v / (1 << 20) }
+	row := MemRow{System: system, Process: name, Target: target, Asked: want, Flows: flows, OpenSeconds: openFor.Seconds(),
+		RSSBaseMB: mb(float64(base.rss[name])), RSSLoadedMB: mb(float64(loaded.rss[name])),
+		FDsBase: base.fds[name], FDsLoaded: loaded.fds[name], PipesLoaded: loaded.pipes[name]}
+	if flows > 0 {
+		row.PerFlowKB = float64(loaded.rss[name]-base.rss[name]) / 1024 / float64(flows)
+		row.FDsPerFlow = fdsPerFlow
+	}
+	if loaded.heap[name] > 0 {
+		row.HeapBaseMB, row.HeapLoadedMB = mb(base.heap[name]), mb(loaded.heap[name])
+		row.Goroutines = [3]float64{base.routines[name], loaded.routines[name], math.NaN()}
+		if flows > 0 {
+			row.HeapPerFlowKB = (loaded.heap[name] - base.heap[name]) / 1024 / float64(flows)
+		}
+	}
+	if err != nil {
+		row.Err = err.Error()
+	}
+	return row
+}
+
+// memAfterClose records, in the rows of the last count measured, what
+// the daemons hold afterCloseWait after every flow was closed: the heap,
+// goroutines and descriptors left.
+func (b *bench) memAfterClose(ctx context.Context, s *system, last []int) {
+	_ = sleepCtx(ctx, afterCloseWait)
+	after := b.memSnapshot(ctx, s)
+	mb := func(v float64) float64 { return v / (1 << 20) }
 	for _, i := range last {
 		row := &b.rep.Memory[i]
 		row.Closed = true
