@@ -189,8 +189,9 @@ func (p *warmPool) run(ctx context.Context) {
 }
 
 // sweep drops pooled connections that cannot carry a flow: their uplink
-// went down or is no longer one the policy lets a flow start on, they aged past pool.max_idle (hag's pool_idle would close
-// them), or hag closed or reset them.
+// went down or is no longer one the policy lets a flow start on, they
+// aged past pool.max_idle (hag's pool_idle would close them), or hag
+// closed or reset them.
 func (p *warmPool) sweep() {
 	type drop struct {
 		w      warm
