@@ -58,27 +58,49 @@ func (p *poolGate) leave(a netip.Addr) {
 	}
 }
 
+// firstByteGrace is how long a connection with nothing to read yet may
+// wait for its first byte before it counts as a pooled one. hag often
+// accepts a new flow's connection on the handshake's last ACK, with the
+// Convert message right behind it; counted at once, a burst of new flows
+// from one CPE filled pool_per_cpe and was refused as a full pool (make
+// bench figure 7: 36 of 7200 flows at 2400/s). Silent connections wait
+// this long uncounted, so at most the accept rate times this many.
+const firstByteGrace = 250 * time.Millisecond
+
 // awaitFirstByte is for a connection that has nothing to read yet (serve
 // peeked): it returns true once conn has a byte to read. false means serve
 // should close conn: the peer left, idled past pool_idle, has too many
 // waiting, or hag is shutting down.
 func (g *Gateway) awaitFirstByte(ctx context.Context, conn *net.TCPConn, peer netip.AddrPort, log *slog.Logger) bool {
-	a := peer.Addr().Unmap()
-	if limit := g.pool.enter(a, g.cfg().Limits.PoolPerCPE, g.cfg().Limits.FlowsTotal); limit != "" {
-		g.m.LimitHits.WithLabelValues(limit).Inc()
-		g.refused(log, "pool_limit", "too many idle pooled connections ("+limit+")")
-		return false
-	}
-	g.m.PoolWaiting.Inc()
-	defer func() { g.pool.leave(a); g.m.PoolWaiting.Dec() }()
+	idleUntil := time.Now().Add(g.cfg().Limits.PoolIdle)
 	// Deadline setters fail only on a closed conn, and WaitReadable then
 	// fails and says so.
-	_ = conn.SetReadDeadline(time.Now().Add(g.cfg().Limits.PoolIdle))
+	defer conn.SetReadDeadline(time.Time{}) // after stop, below
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	grace := time.Now().Add(firstByteGrace)
+	if idleUntil.Before(grace) {
+		grace = idleUntil
+	}
+	_ = conn.SetReadDeadline(grace)
 	err := mptcp.WaitReadable(conn)
-	stop()
-	_ = conn.SetReadDeadline(time.Time{})
 	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil && time.Now().Before(idleUntil) {
+		// Silent past the grace: a warm-pool connection, counted.
+		a := peer.Addr().Unmap()
+		if limit := g.pool.enter(a, g.cfg().Limits.PoolPerCPE, g.cfg().Limits.FlowsTotal); limit != "" {
+			g.m.LimitHits.WithLabelValues(limit).Inc()
+			g.refused(log, "pool_limit", "too many idle pooled connections ("+limit+")")
+			return false
+		}
+		g.m.PoolWaiting.Inc()
+		defer func() { g.pool.leave(a); g.m.PoolWaiting.Dec() }()
+		_ = conn.SetReadDeadline(idleUntil)
+		if ctx.Err() != nil {
+			_ = conn.SetReadDeadline(time.Unix(1, 0))
+		}
+		err = mptcp.WaitReadable(conn)
+	}
 	switch {
 	case err == nil:
 		return true
