@@ -7,14 +7,14 @@ import (
 	"time"
 )
 
+// Figure 5, memory with idle open flows: RSS, heap, goroutines and
+// descriptors of each system's processes at each count of idle flows.
+
 // afterCloseWait is how long after closing every flow figure 5 reads what
 // the daemons still hold: issue 17's bound (descriptors and RSS back within
 // 10 % of the baseline within 5 s). Closing 9,800 flows took hcpe more
 // than 3 s here.
 const afterCloseWait = 5 * time.Second
-
-// Figure 5, memory with idle open flows: RSS, heap, goroutines and
-// descriptors of each system's processes at each count of idle flows.
 
 // idleOpenAtOnce is how many of figure 5's flows are opened at a time.
 const idleOpenAtOnce = 32

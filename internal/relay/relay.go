@@ -228,10 +228,14 @@ var goroutines atomic.Int64
 
 // A direction's state. Only the goroutine that moved it to active moves it
 // on from there; parked is left by exactly one CompareAndSwap, to active
-// (a wake) or to ended (a teardown).
+// (a wake) or to ended (a teardown). active is the zero value: a direction
+// Start is still setting up is Start's own, so a wake that comes while its
+// source registers (gVisor calls back on its own goroutine as data
+// arrives) finds it not parked and is ignored; park's readiness check
+// after the arm finds the data.
 const (
-	parked int32 = iota // waiting for readability, no goroutine
-	active              // a goroutine runs it
+	active int32 = iota // a goroutine (or Start) runs it
+	parked              // waiting for readability, no goroutine
 	ended               // finished; it counts no more
 )
 
@@ -328,13 +332,7 @@ func Start(ctx context.Context, a, b Conn, opts Options, done func(Result)) {
 	}
 	for i := range f.dirs {
 		d := &f.dirs[i]
-		// Active before the source is registered: a signal that comes
-		// during the registration (gVisor calls back on its own goroutine
-		// as data arrives) must not start the direction before its source
-		// is set; it is ignored, and park's readiness check after the arm
-		// finds the data.
-		d.state.Store(active)
-		d.ev = newSource(d, opts.Poller)
+		d.ev = newSource(d, opts.Poller) // d.state is active: see the states
 	}
 	f.mu.Lock()
 	if opts.IdleTimeout > 0 {
